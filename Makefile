@@ -1,0 +1,40 @@
+# The two commands that matter: `make run` serves the API, `make test` runs every test.
+SHELL := /bin/bash
+PY := .venv/bin/python
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: run test setup services db models reload loadtest bench clean
+
+run: setup services db models
+	exec .venv/bin/gunicorn -c ml_api/gunicorn.conf.py 'ml_api:create_app()'
+
+test: setup services
+	$(PY) -m pytest
+
+setup:
+	@bash scripts/bootstrap.sh
+
+services: setup
+	@bash scripts/ensure_services.sh
+
+db: services
+	$(PY) -m ml_api.cli init-db
+
+models: setup
+	$(PY) scripts/train_models.py --if-missing
+
+# Graceful reload: new workers read the edited api.env and load the models it names.
+reload:
+	@bash scripts/reload.sh
+
+# Locust web UI on http://127.0.0.1:8089 against the running gateway (`make run` first).
+loadtest: setup
+	eval "$$($(PY) -m ml_api.cli shell-env)" && \
+	exec .venv/bin/locust --config loadtest/locust.conf --host "http://$$API_HOST:$$API_PORT"
+
+# Gateway vs a bare Flask baseline under wrk, both models (a few minutes; prints figures).
+bench: setup services models
+	$(PY) bench/bench_gateway.py
+
+clean:
+	rm -rf .venv var .pytest_cache

@@ -1,0 +1,67 @@
+"""The assignment facade: one call from the gateway decides a user's variant.
+
+Stickiness rules, in order:
+
+1. An experiment that is not running serves its default variant to everyone.
+2. A forced override (QA) wins; such users are not exposures.
+3. Users outside the traffic allocation get the default variant; not exposures.
+4. Otherwise the hash proposes a *candidate* under the current weights, and the sticky
+   store keeps the first variant it ever recorded for the user. On a cache miss the
+   durable ledger is asked before the candidate is accepted, so a flushed cache, or a
+   change of weights, never moves a user who was already assigned.
+5. With the cache unreachable, the ledger alone decides; the request never fails
+   because of the cache.
+"""
+
+from typing import Protocol
+
+from assigner.allocation import choose_variant, in_traffic
+from assigner.domain import Assignment, AssignmentSource, Experiment, ExperimentStatus
+from assigner.hashing import bucket, traffic_bucket
+from assigner.store import AssignmentStore, StoreUnavailable
+
+
+class ExposureLedger(Protocol):
+    """The durable record of first exposures (MySQL in production)."""
+
+    def record_first(self, experiment: Experiment, user_id: str, candidate: str) -> tuple[str, AssignmentSource]:
+        """Record ``candidate`` as the user's first exposure unless one exists.
+
+        Returns the variant on record and where it came from: ``MYSQL`` when the user
+        already had one, ``NEW`` when ``candidate`` was recorded, ``HASH`` when the record
+        could not be checked (it is queued and checked later).
+        """
+
+
+def assign(experiment: Experiment, user_id: str, store: AssignmentStore, ledger: ExposureLedger) -> Assignment:
+    """Decide the variant of ``user_id`` in ``experiment`` (see the module docstring)."""
+    if experiment.status is not ExperimentStatus.RUNNING:
+        return Assignment(experiment.default_variant, False, AssignmentSource.DEFAULT)
+    forced = experiment.overrides.get(user_id)
+    if forced is not None:
+        return Assignment(forced, False, AssignmentSource.OVERRIDE)
+    if not in_traffic(experiment.traffic_allocation, traffic_bucket(experiment.salt, user_id)):
+        return Assignment(experiment.default_variant, False, AssignmentSource.DEFAULT)
+
+    candidate = choose_variant(experiment.variants, bucket(experiment.salt, user_id))
+    try:
+        cached = store.claim(experiment.id, user_id, candidate)
+    except StoreUnavailable:
+        variant, source = ledger.record_first(experiment, user_id, candidate)
+        return Assignment(variant, True, source)
+    if cached is not None and cached in experiment.variant_names:
+        return Assignment(cached, True, AssignmentSource.REDIS)
+
+    variant, source = ledger.record_first(experiment, user_id, candidate)
+    if variant != candidate or cached is not None:
+        _repair_cache(store, experiment.id, user_id, variant)
+    return Assignment(variant, True, source)
+
+
+def _repair_cache(store: AssignmentStore, experiment_id: int, user_id: str, variant: str) -> None:
+    # The cache was flushed (or held a variant the experiment no longer has): put the
+    # durable answer back so the next request is a cache hit again.
+    try:
+        store.put(experiment_id, user_id, variant)
+    except StoreUnavailable:
+        pass  # the next request repairs it; the durable record already answered this one

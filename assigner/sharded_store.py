@@ -1,0 +1,122 @@
+"""A compact sticky store: many users per Redis hash, about 12 bytes per assignment.
+
+Redis keyspace (all keys start with the configured prefix, default ``abtest``):
+
+``{prefix}:sticky-shard:{experiment_id}:{shard}``  hash, one of ``shards`` per experiment
+    (``shard`` = the first 8 bytes of ``sha256(user_id)`` modulo ``shards``). Fields:
+
+    * a 6-byte field (bytes 8..13 of the same digest) per user -> the user's variant
+      *index*, a small integer;
+    * a 1-byte field ``chr(i)`` per variant name seen in this shard -> that name, for the
+      index ``i`` (1..255, given in order of first use, first writer wins).
+
+    No TTL: like the one-key-per-user layout it may be evicted or flushed at any time
+    (a whole shard goes at once, names with it), and the durable record in MySQL brings
+    every user back.
+
+Why it is small: while a hash holds at most ``hash-max-listpack-entries`` fields (128 by
+default) of at most 64 bytes, Redis stores it as one flat listpack, where a user costs
+its 6-byte field and a 1-byte integer plus 3 bytes of framing; the per-key overhead
+(~100 bytes) is shared by every user of the shard. With the default 16,384 shards an
+experiment stays in listpacks up to about a million users; beyond that raise
+``hash-max-listpack-entries`` (e.g. 512) or the shard count. Changing the shard count
+moves every user to another shard: a one-time cache miss each, answered by MySQL.
+
+Collisions: two users of one experiment share a cache entry only when their digests
+agree on the shard and on the 48-bit field, i.e. on about 62 bits. The expected number
+of such pairs among ``n`` users is ``n**2 / (2 * shards * 2**48)``: 1e-7 at a million
+users, 1e-3 at a hundred million. A colliding user would read the other's variant from
+the cache (the durable record stays right); user ids are not secret, so someone could
+craft a pair on purpose (about 2**24 hashes), which only affects the pair itself.
+
+Each operation is one script (``EVALSHA``) on one key: one round trip, atomic, and in
+one slot of a Redis Cluster.
+"""
+
+import hashlib
+
+import redis
+
+from assigner.store import StoreUnavailable
+
+DEFAULT_SHARDS = 16_384
+FIELD_BYTES = 6
+
+
+class ShardedRedisAssignmentStore:
+    """Same contract as ``RedisAssignmentStore``; users packed into hash shards."""
+
+    # A shared prelude: the index of a variant name in this shard, registered on first use.
+    _INDEX_OF = """
+local function index_of(key, name)
+    for i = 1, 255 do
+        local known = redis.call('HGET', key, string.char(i))
+        if not known then
+            redis.call('HSET', key, string.char(i), name)
+            return i
+        end
+        if known == name then
+            return i
+        end
+    end
+    error('more than 255 variant names in ' .. key)
+end
+"""
+
+    CLAIM = """
+-- KEYS[1] - the user's shard hash
+-- ARGV[1] - the user's field (6 bytes of the digest of the user id)
+-- ARGV[2] - the candidate variant name
+-- Returns the variant name already stored for the user (nothing is written), or nil when
+-- the candidate was stored. An index with no name (a damaged shard) comes back as
+-- '#<index>', which is no variant name, so the caller repairs it from the durable record.
+""" + _INDEX_OF + """
+local stored = redis.call('HGET', KEYS[1], ARGV[1])
+if stored then
+    local index = tonumber(stored)
+    local name = index and index >= 1 and index <= 255 and redis.call('HGET', KEYS[1], string.char(index))
+    return name or ('#' .. stored)
+end
+redis.call('HSET', KEYS[1], ARGV[1], index_of(KEYS[1], ARGV[2]))
+return false
+"""
+
+    PUT = """
+-- KEYS[1] - the user's shard hash
+-- ARGV[1] - the user's field (6 bytes of the digest of the user id)
+-- ARGV[2] - the variant name to store, overwriting the user's current one
+-- Returns nothing.
+""" + _INDEX_OF + """
+redis.call('HSET', KEYS[1], ARGV[1], index_of(KEYS[1], ARGV[2]))
+return false
+"""
+
+    def __init__(
+        self, client: "redis.Redis | redis.RedisCluster", prefix: str, shards: int = DEFAULT_SHARDS
+    ) -> None:
+        if shards < 1:
+            raise ValueError(f"shards must be at least 1, got {shards}")
+        self._prefix = prefix
+        self._shards = shards
+        self._claim = client.register_script(self.CLAIM)
+        self._put = client.register_script(self.PUT)
+
+    def locate(self, experiment_id: int, user_id: str) -> tuple[str, bytes]:
+        """The one place a user's shard key and field are computed."""
+        digest = hashlib.sha256(user_id.encode("utf-8")).digest()
+        shard = int.from_bytes(digest[:8], "big") % self._shards
+        return f"{self._prefix}:sticky-shard:{experiment_id}:{shard}", digest[8:8 + FIELD_BYTES]
+
+    def claim(self, experiment_id: int, user_id: str, candidate: str) -> str | None:
+        previous = self._run(self._claim, experiment_id, user_id, candidate)
+        return previous.decode("utf-8") if isinstance(previous, bytes) else previous
+
+    def put(self, experiment_id: int, user_id: str, variant: str) -> None:
+        self._run(self._put, experiment_id, user_id, variant)
+
+    def _run(self, script, experiment_id: int, user_id: str, variant: str) -> object:
+        key, field = self.locate(experiment_id, user_id)
+        try:
+            return script(keys=[key], args=[field, variant])
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc

@@ -1,0 +1,79 @@
+"""Sticky stores: where the first variant of each user is cached.
+
+Redis keyspace (all keys start with the configured prefix, default ``abtest``):
+
+``{prefix}:sticky:{experiment_id}:{user_id}``  string, the variant name of the user's
+    first assignment in the experiment. Written once with ``SET ... NX GET``; rewritten
+    only to correct it from the durable record after a cache flush. No TTL: it may be
+    evicted or flushed at any time, the durable record in MySQL brings it back.
+
+The user id is the last part of the key and the experiment id is numeric, so no user id,
+whatever separators it holds, can reach another experiment's or another user's key.
+"""
+
+from typing import Protocol
+
+import redis
+
+
+class StoreUnavailable(Exception):
+    """The sticky store could not be reached; the caller falls back to the durable record."""
+
+
+class AssignmentStore(Protocol):
+    def claim(self, experiment_id: int, user_id: str, candidate: str) -> str | None:
+        """Store ``candidate`` unless the user has a variant; return that variant, or None
+        when ``candidate`` was stored (a cache miss)."""
+
+    def put(self, experiment_id: int, user_id: str, variant: str) -> None:
+        """Overwrite the user's cached variant (used to correct it from the durable record)."""
+
+
+class InMemoryAssignmentStore:
+    """Reference implementation for unit tests and for reasoning about semantics."""
+
+    def __init__(self) -> None:
+        self._data: dict[tuple[int, str], str] = {}
+
+    def claim(self, experiment_id: int, user_id: str, candidate: str) -> str | None:
+        key = (experiment_id, user_id)
+        if key in self._data:
+            return self._data[key]
+        self._data[key] = candidate
+        return None
+
+    def put(self, experiment_id: int, user_id: str, variant: str) -> None:
+        self._data[(experiment_id, user_id)] = variant
+
+    def clear(self) -> None:
+        """Forget everything, as a Redis FLUSHALL would."""
+        self._data.clear()
+
+
+class RedisAssignmentStore:
+    """One key per user; one round trip (``SET key candidate NX GET``) per request.
+
+    The client is handed in (a ``redis.Redis`` or a ``redis.RedisCluster``) so that
+    connection settings, timeouts and cluster mode stay with the caller.
+    """
+
+    def __init__(self, client: "redis.Redis | redis.RedisCluster", prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+
+    def key(self, experiment_id: int, user_id: str) -> str:
+        """The one place a sticky key is built."""
+        return f"{self._prefix}:sticky:{experiment_id}:{user_id}"
+
+    def claim(self, experiment_id: int, user_id: str, candidate: str) -> str | None:
+        try:
+            previous = self._client.set(self.key(experiment_id, user_id), candidate, nx=True, get=True)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return previous.decode("utf-8") if isinstance(previous, bytes) else previous
+
+    def put(self, experiment_id: int, user_id: str, variant: str) -> None:
+        try:
+            self._client.set(self.key(experiment_id, user_id), variant)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc

@@ -1,0 +1,34 @@
+"""The benchmark's baseline: the same model behind a bare Flask endpoint, no experiment.
+
+Served by the gateway's own gunicorn settings (``ml_api/gunicorn.conf.py``: workers,
+threads, worker class from api.env), so the difference to the gateway is exactly the
+experiment logic: validation, definitions, sticky assignment, request ids and events.
+
+    gunicorn -c ml_api/gunicorn.conf.py 'bench.baseline_app:create_app("logreg")'
+"""
+
+import os
+from typing import Any
+
+from flask import Flask, request
+
+from ml_api.config import load_config
+from ml_api.models import load_model
+
+
+def create_app(model_name: str) -> Flask:
+    """POST /predict ``{"features": [...]}`` answered by the model ``model_name`` of api.env."""
+    config = load_config(os.environ)
+    model = load_model(model_name, config.model_dir, config.model_files[model_name])
+    app = Flask(__name__)
+
+    @app.post("/predict")
+    def predict() -> dict[str, Any]:
+        prediction = model.predict(request.get_json()["features"])
+        return {"prediction": prediction.label, "probabilities": prediction.probabilities}
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

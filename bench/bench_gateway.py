@@ -1,0 +1,296 @@
+"""The gateway's POST /predict against a bare Flask baseline, under the same fixed load.
+
+    make bench        # or: python bench/bench_gateway.py [--duration 8] [--connections 8 32]
+
+For each demo model (LogisticRegression, RandomForest) it creates a private MySQL
+database, Redis key prefix and experiment whose variants all use that model, serves it
+with the gateway (``ml_api``) and with ``bench/baseline_app.py`` under the same gunicorn
+settings, drives both with wrk at each concurrency level (users drawn from a fixed
+population, warmed up first, so the steady state is a sticky-cache hit), prints
+requests/s, p50 and p99 and the gateway/baseline ratio, then what each step of a
+request costs in-process. Everything it created is removed at the end. Not a test:
+figures depend on the machine and on whatever else runs on it.
+"""
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import mysql.connector
+import redis
+import requests
+
+from assigner import ExperimentStatus, assign
+from ml_api import create_app
+from ml_api.config import PROJECT_ROOT, Config, load_config
+from ml_api.db import Database, apply_schema
+from ml_api.definitions import VariantSpec
+from ml_api.experiment_repo import ExperimentRepository
+from ml_api.models import load_model
+from ml_api.validation import parse_predict
+
+MODELS = {"logreg": "LogisticRegression", "forest": "RandomForest"}
+FEATURES = [5.9, 3.0, 5.1, 1.8]
+POPULATION = 2_000
+WARMUP_SECONDS = 3
+TARGET_RATIO = 0.85
+TARGET_ADDED_P50_MS = 1.0
+TARGET_P99_MS = 10.0
+TARGET_P99_CONNECTIONS = 32
+
+# wrk runs this per request: users cycle through a fixed population (steady state: every
+# user is known), and done() prints one machine-readable line.
+WRK_SCRIPT = """
+local counter = 0
+request = function()
+    counter = counter + 1
+    local body = string.format('{"user_id":"bench-%d","experiment":"EXPERIMENT","features":FEATURES}',
+                               counter % POPULATION)
+    return wrk.format("POST", "/predict", {["Content-Type"] = "application/json"}, body)
+end
+done = function(summary, latency, requests)
+    local e = summary.errors
+    io.write(string.format('WRK {"requests":%d,"seconds":%f,"p50_ms":%f,"p99_ms":%f,"errors":%d,"non2xx":%d}\\n',
+        summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+        e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    """A private database, Redis prefix and scratch directory, plus one experiment per model."""
+
+    config: Config
+    overrides: dict[str, str]
+    experiments: dict[str, str]
+    workdir: Path
+
+
+@contextmanager
+def private_stack(base: Config) -> Iterator[Stack]:
+    """Everything the gateway writes goes here, and is removed afterwards."""
+    token = secrets.token_hex(4)
+    database, prefix = f"{base.mysql.database}_bench_{token}", f"abtest-bench-{token}"
+    workdir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    s = base.mysql
+    admin = mysql.connector.connect(host=s.host, port=s.port, user=s.user, password=s.password, autocommit=True)
+    admin.cursor().execute(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    overrides = {
+        "MYSQL_DATABASE": database,
+        "REDIS_KEY_PREFIX": prefix,
+        "SPOOL_PATH": str(workdir / "spool.db"),
+        "EVENT_FILE": str(workdir / "events.jsonl"),
+        "EVENT_BUFFER_PATH": str(workdir / "event-buffer.db"),
+        "LOGSTASH_HOST": "",
+    }
+    try:
+        config = load_config({**os.environ, **overrides})
+        db = Database(config.mysql)
+        with db.connection() as conn:
+            apply_schema(conn)
+        repo = ExperimentRepository(db, config.model_files)
+        experiments = {}
+        for model in MODELS:
+            name = f"bench-{model}"
+            variants = [VariantSpec("control", 50, model), VariantSpec("variation", 50, model)]
+            repo.create(name, variants, actor="bench", status=ExperimentStatus.RUNNING)
+            experiments[model] = name
+        yield Stack(config, overrides, experiments, workdir)
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS `{database}`")
+        admin.close()
+        client = redis.Redis.from_url(base.redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start:start + 1000])
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def gunicorn(app_spec: str, overrides: dict[str, str], workdir: Path, label: str) -> Iterator[str]:
+    """``app_spec`` served with ml_api/gunicorn.conf.py on a free port; yields its URL."""
+    port = free_port()
+    env = {**os.environ, **overrides, "API_HOST": "127.0.0.1", "API_PORT": str(port),
+           "GUNICORN_PIDFILE": str(workdir / f"{label}.pid"), "PYTHONPATH": str(PROJECT_ROOT)}
+    log_path = workdir / f"{label}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "-c", "ml_api/gunicorn.conf.py", app_spec],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{label} did not start: {log_path.read_text()[-2000:]}")
+            try:
+                if requests.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except (requests.ConnectionError, requests.Timeout):
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def wrk(url: str, script: Path, connections: int, seconds: int) -> Load:
+    """One fixed-concurrency wrk run (one wrk thread: the cores are for the servers)."""
+    result = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script), url + "/predict"],
+        capture_output=True, text=True, timeout=seconds + 30, check=True,
+    )
+    line = next(line for line in result.stdout.splitlines() if line.startswith("WRK "))
+    stats = json.loads(line[4:])
+    if stats["errors"] or stats["non2xx"]:
+        raise RuntimeError(f"wrk saw failures against {url}: {stats}")
+    return Load(stats["requests"] / stats["seconds"], stats["p50_ms"], stats["p99_ms"])
+
+
+def write_wrk_script(stack: Stack, model: str) -> Path:
+    path = stack.workdir / f"wrk-{model}.lua"
+    path.write_text(
+        WRK_SCRIPT.replace("EXPERIMENT", stack.experiments[model])
+        .replace("FEATURES", json.dumps(FEATURES, separators=(",", ":")))
+        .replace("POPULATION", str(POPULATION))
+    )
+    return path
+
+
+def bench_model(stack: Stack, model: str, connections: list[int], seconds: int) -> dict[int, tuple[Load, Load]]:
+    """(baseline, gateway) load figures per concurrency level for one model."""
+    script = write_wrk_script(stack, model)
+    with ExitStack() as servers:
+        gateway = servers.enter_context(gunicorn("ml_api:create_app()", stack.overrides, stack.workdir, "gateway"))
+        baseline = servers.enter_context(
+            gunicorn(f'bench.baseline_app:create_app("{model}")', stack.overrides, stack.workdir, "baseline")
+        )
+        for url in (gateway, baseline):  # first visits (MySQL writes), model and pool warm-up
+            wrk(url, script, 8, WARMUP_SECONDS)
+        figures = {}
+        for level in connections:  # interleaved, so drift on a shared machine hits both alike
+            figures[level] = (wrk(baseline, script, level, seconds), wrk(gateway, script, level, seconds))
+    return figures
+
+
+def print_load_table(results: dict[str, dict[int, tuple[Load, Load]]]) -> None:
+    print("\nPOST /predict, wrk closed loop, steady state (sticky-cache hits)")
+    print(f"{'model':<20}{'conns':>6}{'baseline r/s':>14}{'p50':>8}{'p99':>8}"
+          f"{'gateway r/s':>13}{'p50':>8}{'p99':>8}{'ratio':>8}{'+p50':>8}")
+    for model, figures in results.items():
+        for level, (base, gw) in figures.items():
+            print(f"{MODELS[model]:<20}{level:>6}{base.rps:>14.0f}{base.p50_ms:>8.2f}{base.p99_ms:>8.2f}"
+                  f"{gw.rps:>13.0f}{gw.p50_ms:>8.2f}{gw.p99_ms:>8.2f}{gw.rps / base.rps:>8.2f}"
+                  f"{gw.p50_ms - base.p50_ms:>8.2f}")
+    print("(latencies in ms; ratio = gateway/baseline requests per second)")
+
+
+def print_targets(results: dict[str, dict[int, tuple[Load, Load]]]) -> None:
+    checks = []
+    for level, (base, gw) in results.get("logreg", {}).items():
+        checks.append((f"LogisticRegression, {level} conns: throughput >= {TARGET_RATIO:.0%} of baseline",
+                       gw.rps / base.rps >= TARGET_RATIO, f"{gw.rps / base.rps:.0%}"))
+        checks.append((f"LogisticRegression, {level} conns: added p50 < {TARGET_ADDED_P50_MS} ms",
+                       gw.p50_ms - base.p50_ms < TARGET_ADDED_P50_MS, f"{gw.p50_ms - base.p50_ms:+.2f} ms"))
+    for model, figures in results.items():
+        if TARGET_P99_CONNECTIONS in figures:
+            p99 = figures[TARGET_P99_CONNECTIONS][1].p99_ms
+            checks.append((f"{MODELS[model]}, {TARGET_P99_CONNECTIONS} conns: gateway p99 < {TARGET_P99_MS} ms",
+                           p99 < TARGET_P99_MS, f"{p99:.2f} ms"))
+    print("\ntargets")
+    for text, met, value in checks:
+        print(f"  [{'met' if met else 'MISSED'}] {text}: {value}")
+
+
+def per_call_us(call: Callable[[], object], repeat: int) -> float:
+    """Median of five timings of ``repeat`` calls, in microseconds per call."""
+    call()
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(repeat):
+            call()
+        timings.append((time.perf_counter() - started) / repeat * 1e6)
+    return statistics.median(timings)
+
+
+def print_costs(stack: Stack) -> None:
+    """What each step of one /predict costs in one process (no concurrency)."""
+    app = create_app(stack.overrides)
+    svc = app.extensions["ml_api"]
+    experiment = svc.catalog.get(stack.experiments["logreg"])
+    body = {"user_id": "bench-1", "experiment": experiment.name, "features": FEATURES}
+    client = app.test_client()
+    client.post("/predict", json=body)
+    forest = load_model("forest", stack.config.model_dir, stack.config.model_files["forest"])
+    logreg = load_model("logreg", stack.config.model_dir, stack.config.model_files["logreg"])
+    row = [FEATURES]
+    event = {"experiment.name": experiment.name, "experiment.variant": "control", "model.name": "logreg",
+             "prediction.label": "virginica", "prediction.probability": 0.9, "latency.total_ms": 1.0}
+    steps = [
+        ("validate the body", lambda: parse_predict(body, "x", 128), 2000),
+        ("experiment definition (in-process cache)", lambda: svc.catalog.get(experiment.name), 2000),
+        ("sticky claim: one Redis round trip", lambda: svc.store.claim(experiment.id, "bench-1", "control"), 500),
+        ("assign(): hashes + sticky claim", lambda: assign(experiment, "bench-1", svc.store, svc.recorder), 500),
+        ("request id SET: one Redis round trip", lambda: svc.requests.remember("0" * 32, experiment.name, "u"), 500),
+        ("emit one event (build + queue)", lambda: svc.events.emit("predict", event), 2000),
+        ("LogisticRegression predict_proba", lambda: logreg.estimator.predict_proba(row), 300),
+        ("RandomForest predict_proba (sklearn)", lambda: forest.estimator.predict_proba(row), 20),
+        ("RandomForest flat single-row path", lambda: forest.predict(FEATURES), 300),
+        ("whole /predict in Flask's test client", lambda: client.post("/predict", json=body), 300),
+    ]
+    print(f"\nwhat one request costs, in-process ({stack.config.sticky_store} sticky store)")
+    for text, call, repeat in steps:
+        print(f"  {text:<45}{per_call_us(call, repeat):>9.0f} us")
+    svc.events.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 1
+    base = load_config(os.environ)
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; gunicorn {base.gunicorn_workers} workers"
+          f" x {base.gunicorn_threads} threads (gthread); sticky store: {base.sticky_store}")
+    with private_stack(base) as stack:
+        results = {model: bench_model(stack, model, args.connections, args.duration) for model in args.models}
+        print_load_table(results)
+        print_targets(results)
+        print_costs(stack)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""How long the results of a large experiment take: 1,000,000 exposures, 200,000 outcomes.
+
+    python bench/bench_results.py [--users 1000000] [--outcomes 200000] [--days 7] [--repeat 5]
+
+Creates its own database (``<MYSQL_DATABASE>_bench_<random>``), bulk-loads synthetic
+exposures, outcomes and per-minute request statistics (LOAD DATA LOCAL INFILE when the
+server allows it, multi-row INSERTs otherwise), times the SQL aggregation and the whole
+results document, prints the figures and drops the database. Target: under one second.
+"""
+
+import argparse
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import mysql.connector
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ml_api.config import Config, MySQLSettings, load_config  # noqa: E402
+from ml_api.db import Database, apply_schema  # noqa: E402
+from ml_api.definitions import VariantSpec  # noqa: E402
+from ml_api.experiment_repo import ExperimentRepository  # noqa: E402
+from ml_api.request_stats import latency_bucket  # noqa: E402
+from ml_api.results_query import fetch_aggregates  # noqa: E402
+from ml_api.results_report import build_results  # noqa: E402
+
+EXPERIMENT = "bench-results"
+START = datetime(2024, 1, 1)
+INSERT_CHUNK = 10_000
+TABLE_COLUMNS = {
+    "assignments": ("experiment_id", "user_id", "variant", "assigned_at"),
+    "outcomes": ("feedback_id", "experiment_id", "user_id", "variant", "value", "recorded_at"),
+    "request_stats": ("experiment_id", "variant", "minute", "latency_bucket", "requests", "errors", "fallbacks"),
+    "request_totals": ("experiment_id", "variant", "latency_bucket", "requests", "errors", "fallbacks"),
+}
+Row = Sequence[object]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=1_000_000, help="exposed users")
+    parser.add_argument("--outcomes", type=int, default=200_000, help="outcome rows")
+    parser.add_argument("--days", type=float, default=7.0, help="span of the exposures")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs")
+    parser.add_argument("--seed", type=int, default=7)
+    return parser.parse_args(argv)
+
+
+@contextmanager
+def bench_database(settings: MySQLSettings) -> Iterator[MySQLSettings]:
+    """A private database with the schema applied, dropped afterwards."""
+    name = f"{settings.database}_bench_{secrets.token_hex(4)}"
+    admin = mysql.connector.connect(host=settings.host, port=settings.port, user=settings.user,
+                                    password=settings.password, autocommit=True)
+    admin.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    try:
+        private = MySQLSettings(**{**settings.__dict__, "database": name})
+        with Database(private).connection() as conn:
+            apply_schema(conn)
+        yield private
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+
+
+def synthetic_rows(experiment_id: int, users: int, outcomes: int, days: float, seed: int) -> dict[str, list[Row]]:
+    """Exposures split 50/50 over ``days``; outcomes (the variation converts more often); request stats per minute."""
+    rng = np.random.default_rng(seed)
+    span = days * 86400
+    variant_of = np.where(rng.random(users) < 0.5, "control", "variation")
+    assigned = np.sort(rng.random(users) * span)
+    variants, seconds = variant_of.tolist(), assigned.tolist()
+    # In primary-key order (user ids sort as strings): InnoDB appends instead of splitting pages.
+    assignments = [(experiment_id, f"u{i}", variants[i], START + timedelta(seconds=seconds[i]))
+                   for i in sorted(range(users), key=lambda i: f"u{i}")]
+    # Outcomes go to a fifth of the users (several to some); the variation converts a little more often.
+    who = rng.integers(0, users, outcomes)
+    rate = np.where(variant_of[who] == "variation", 0.55, 0.50)
+    value = np.where(rng.random(outcomes) < rate, 1.0, 0.0) * rng.exponential(20.0, outcomes)
+    delay = rng.exponential(3600.0, outcomes)
+    outcome_rows = [
+        (secrets.token_hex(16), experiment_id, f"u{u}", variants[u], v, START + timedelta(seconds=seconds[u] + d))
+        for u, v, d in zip(who.tolist(), value.tolist(), delay.tolist())
+    ]
+    request_rows, totals = [], {}
+    buckets = sorted({latency_bucket(ms) for ms in (3, 5, 8, 12, 20, 35, 60, 120)})
+    first_minute = int(START.replace(tzinfo=timezone.utc).timestamp()) // 60
+    for minute in range(first_minute, first_minute + int(span // 60)):
+        for variant in ("control", "variation"):
+            for b in buckets:
+                fallbacks = int(variant == "variation" and minute % 50 == 0)
+                request_rows.append((experiment_id, variant, minute, b, 10, 0, fallbacks))
+                summed = totals.setdefault((experiment_id, variant, b), [0, 0, 0])
+                summed[0] += 10
+                summed[2] += fallbacks
+    return {"assignments": assignments, "outcomes": outcome_rows, "request_stats": request_rows,
+            "request_totals": [(*key, *counts) for key, counts in totals.items()]}
+
+
+def local_infile_enabled(db: Database) -> bool:
+    with db.connection() as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT @@local_infile")
+        (enabled,) = cursor.fetchone()
+    return bool(enabled)
+
+
+def load_local_infile(settings: MySQLSettings, table: str, rows: list[Row]) -> None:
+    """One LOAD DATA LOCAL INFILE from a temporary tab-separated file."""
+    with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False) as handle:
+        handle.write("".join("\t".join(str(value) for value in row) + "\n" for row in rows))
+    try:
+        conn = mysql.connector.connect(host=settings.host, port=settings.port, user=settings.user,
+                                       password=settings.password, database=settings.database,
+                                       allow_local_infile=True, time_zone="+00:00")
+        columns = ", ".join(TABLE_COLUMNS[table])
+        conn.cursor().execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE {table} ({columns})", (handle.name,))
+        conn.commit()
+        conn.close()
+    finally:
+        os.unlink(handle.name)
+
+
+def load_multirow_inserts(db: Database, table: str, rows: list[Row]) -> None:
+    """INSERTs of INSERT_CHUNK rows each (the connector turns executemany into multi-row VALUES)."""
+    columns = TABLE_COLUMNS[table]
+    statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+    with db.transaction() as conn:
+        cursor = conn.cursor()
+        for start in range(0, len(rows), INSERT_CHUNK):
+            cursor.executemany(statement, rows[start:start + INSERT_CHUNK])
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    durations = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        durations.append(time.perf_counter() - started)
+    return durations
+
+
+def show(label: str, durations: list[float]) -> None:
+    print(f"{label:<34} min {min(durations) * 1000:7.0f} ms   median {statistics.median(durations) * 1000:7.0f} ms"
+          f"   max {max(durations) * 1000:7.0f} ms")
+
+
+def run(config: Config, args: argparse.Namespace) -> None:
+    with bench_database(config.mysql) as settings:
+        db = Database(settings)
+        repo = ExperimentRepository(db, config.model_files)
+        model = sorted(config.model_files)[0]
+        experiment = repo.create(EXPERIMENT, [VariantSpec("control", 50, model), VariantSpec("variation", 50, model)],
+                                 actor="bench", status="running")
+        started = time.perf_counter()
+        data = synthetic_rows(experiment.id, args.users, args.outcomes, args.days, args.seed)
+        print(f"generated rows in {time.perf_counter() - started:.1f} s:",
+              ", ".join(f"{table} {len(rows):,}" for table, rows in data.items()))
+        infile = local_infile_enabled(db)
+        for table, rows in data.items():
+            started = time.perf_counter()
+            if infile:
+                load_local_infile(settings, table, rows)
+            else:
+                load_multirow_inserts(db, table, rows)
+            print(f"loaded {table} in {time.perf_counter() - started:.1f} s"
+                  f" ({'LOAD DATA LOCAL INFILE' if infile else 'multi-row INSERT'})")
+        with db.connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute("ANALYZE TABLE assignments, outcomes, exposure_counts, outcome_users, request_totals")
+            cursor.fetchall()
+
+        timed(lambda: build_results(db, EXPERIMENT), 1)  # warm the buffer pool and the pool
+        show("SQL aggregation (fetch_aggregates)", timed(lambda: fetch_aggregates(db, EXPERIMENT), args.repeat))
+        durations = timed(lambda: build_results(db, EXPERIMENT), args.repeat)
+        show("whole results document", durations)
+        results = build_results(db, EXPERIMENT)
+        users = {v["variant"]: v["users"] for v in results["variants"]}
+        print(f"users {users}, timeline points {len(results['timeline'])}, decision: {results['decision']['reason']}")
+        verdict = "PASS" if statistics.median(durations) < 1.0 else "FAIL"
+        print(f"{verdict}: median {statistics.median(durations) * 1000:.0f} ms (target < 1000 ms)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    run(load_config(os.environ), args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Always-valid inference for the difference of two conversion rates (mSPRT).
+
+Why: a fixed-horizon p-value is only valid if you look once, at a sample size
+fixed in advance. A dashboard refreshed every minute "peeks" hundreds of times,
+and stopping at the first p < 0.05 then gives false positives far above 5 %.
+The mixture sequential probability ratio test (mSPRT) of Johari, Pekelis and
+Walsh ("Peeking at A/B Tests", KDD 2017) gives a p-value and a confidence
+interval that stay valid at *every* peek, and under any data-dependent stopping rule.
+
+How (normal approximation): the observed difference d = p_b - p_a is treated as
+d ~ N(theta, s2), with s2 = p_a(1-p_a)/n_a + p_b(1-p_b)/n_b (plug-in, unpooled).
+Against H0: theta = theta0 we mix the alternative over theta ~ N(theta0, tau2),
+which gives the likelihood ratio in closed form:
+
+    Lambda = sqrt(s2 / (s2 + tau2)) * exp(tau2 * (d - theta0)**2 / (2 * s2 * (s2 + tau2)))
+
+(with equal group sizes n and per-pair variance V, s2 = V/n and this is the
+paper's formula). Under H0, Lambda is a nonnegative martingale with mean 1, so by
+Ville's inequality P(Lambda ever exceeds 1/alpha) <= alpha. Hence:
+
+* always-valid p-value: p_n = min(p_{n-1}, 1/Lambda_n), capped at 1. It can only
+  go down; the caller stores it and passes it back at the next peek.
+* always-valid CI: all theta0 with Lambda(theta0) < 1/alpha; solving the
+  quadratic gives d +/- sqrt(s2 (s2+tau2)/tau2 * (2 ln(1/alpha) + ln((s2+tau2)/s2))).
+  Successive intervals are intersected (the caller passes the previous one).
+  Because p and CI come from the same Lambda, "p < alpha" and "0 outside the CI"
+  agree (when both histories are passed back).
+
+Choosing the mixing variance tau2: it is the prior spread of the true effect, on
+the scale of the difference in rates. Validity holds for any tau2 > 0; only the
+speed of detection depends on it. Detection is fastest for effects of size about
+tau, so set tau2 to the squared effect you expect or care about:
+tau2 = (baseline_rate * expected_relative_lift) ** 2, e.g. 10 % baseline and a
+10 % relative lift -> (0.01) ** 2 = 1e-4, the default. Too small a tau2 makes
+the test slow to react to large effects; too large makes it slow for small ones.
+Keep tau2 and alpha fixed for the life of an experiment.
+
+Caveat: the plug-in variance is an approximation that needs a few conversions in
+each group; with s2 = 0 (e.g. no conversions yet) the test reports no evidence
+(Lambda = 1) and ``enough_data`` is False.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ._common import check_alpha, check_counts
+from .proportions import difference_and_variance
+
+DEFAULT_TAU2 = 1e-4  # (1 percentage point)**2, see module docstring
+
+
+@dataclass(frozen=True)
+class SequentialTest:
+    """Always-valid (mSPRT) result for p_b - p_a at this peek, running min / intersection applied."""
+
+    difference: float  # p_b - p_a observed now
+    std_error: float  # sqrt(s2), unpooled
+    log_likelihood_ratio: float  # ln Lambda for theta0 = 0 at this peek
+    p_value: float  # always-valid: running minimum of 1/Lambda, capped at 1
+    ci_low: float  # always-valid (1 - alpha) interval, intersected with previous peeks
+    ci_high: float
+    tau2: float
+    alpha: float
+    enough_data: bool
+
+
+def msprt_log_likelihood_ratio(
+    difference: ArrayLike, variance: ArrayLike, tau2: float = DEFAULT_TAU2, null_value: float = 0.0
+) -> np.ndarray:
+    """ln Lambda of the normal-mixture SPRT; 0 (no evidence) where the variance is 0 or NaN."""
+    _check_tau2(tau2)
+    d = np.asarray(difference, dtype=float) - null_value
+    v = np.asarray(variance, dtype=float)
+    usable = v > 0  # False for NaN too
+    v = np.where(usable, v, 1.0)  # placeholder keeps the arithmetic warning-free
+    log_lr = 0.5 * np.log(v / (v + tau2)) + tau2 * d**2 / (2.0 * v * (v + tau2))
+    return np.where(usable & np.isfinite(d), log_lr, 0.0)
+
+
+def always_valid_p_values(
+    conversions_a: ArrayLike,
+    users_a: ArrayLike,
+    conversions_b: ArrayLike,
+    users_b: ArrayLike,
+    tau2: float = DEFAULT_TAU2,
+) -> np.ndarray:
+    """Always-valid p-value path for cumulative counts with peeks along the last axis (vectorized)."""
+    difference, variance = difference_and_variance(conversions_a, users_a, conversions_b, users_b)
+    p = np.minimum(1.0, np.exp(-msprt_log_likelihood_ratio(difference, variance, tau2)))
+    return np.minimum.accumulate(p, axis=-1)
+
+
+def msprt_two_proportions(
+    conversions_a: int,
+    users_a: int,
+    conversions_b: int,
+    users_b: int,
+    *,
+    tau2: float = DEFAULT_TAU2,
+    alpha: float = 0.05,
+    previous_p_value: float = 1.0,
+    previous_ci: tuple[float, float] = (-math.inf, math.inf),
+) -> SequentialTest:
+    """Always-valid p-value and CI for p_b - p_a at this peek, given the previous peek's p and CI.
+
+    Pass the p-value and interval returned at the previous peek of the *same*
+    experiment (same tau2 and alpha); the defaults mean "first peek". If the new
+    interval does not overlap the previous one (probability <= alpha under the
+    model), the new interval is returned rather than an empty one.
+    """
+    check_alpha(alpha)
+    check_counts(conversions_a, users_a)
+    check_counts(conversions_b, users_b)
+    d_arr, v_arr = difference_and_variance(conversions_a, users_a, conversions_b, users_b)
+    difference, variance = float(d_arr), float(v_arr)
+    log_lr = float(msprt_log_likelihood_ratio(difference, variance, tau2))
+    enough_data = variance > 0
+    p = min(previous_p_value, 1.0, math.exp(-log_lr))
+    low, high = previous_ci
+    if enough_data:
+        half = _half_width(variance, tau2, alpha)
+        now_low, now_high = difference - half, difference + half
+        low, high = max(low, now_low), min(high, now_high)
+        if low > high:
+            low, high = now_low, now_high
+    return SequentialTest(
+        difference=difference,
+        std_error=math.sqrt(variance) if enough_data else math.nan,
+        log_likelihood_ratio=log_lr,
+        p_value=p,
+        ci_low=low,
+        ci_high=high,
+        tau2=tau2,
+        alpha=alpha,
+        enough_data=enough_data,
+    )
+
+
+def _half_width(variance: float, tau2: float, alpha: float) -> float:
+    """Half-width of {theta0 : Lambda(theta0) < 1/alpha}, solved from the closed form of Lambda."""
+    log_term = 2.0 * math.log(1.0 / alpha) + math.log((variance + tau2) / variance)
+    return math.sqrt(variance * (variance + tau2) / tau2 * log_term)
+
+
+def _check_tau2(tau2: float) -> None:
+    """The mixing variance must be positive; tau2 = 0 would put all prior mass on the null."""
+    if not tau2 > 0:
+        raise ValueError(f"tau2 must be > 0, got {tau2!r}")

@@ -1,0 +1,32 @@
+"""The experiment gateway: a Flask application factory served by gunicorn.
+
+    gunicorn -c ml_api/gunicorn.conf.py 'ml_api:create_app()'
+"""
+
+import os
+from collections.abc import Mapping
+
+from flask import Flask
+
+from ml_api import admin, docs, errors, experiments, feedback, health, metrics, predict, results
+from ml_api.config import load_config
+from ml_api.request_events import emit_error_events
+from ml_api.services import build_services, init_app
+
+
+def create_app(overrides: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from api.env, the environment, then ``overrides`` (tests)."""
+    config = load_config({**os.environ, **(overrides or {})})
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.json.sort_keys = False
+    svc = build_services(config)
+    init_app(app, svc)
+    errors.init_app(app)
+    for module in (predict, feedback, experiments, health, admin, metrics, results, docs):
+        app.register_blueprint(module.bp)
+    app.after_request(emit_error_events)
+    app.after_request(metrics.count_request)
+    app.before_request(svc.flusher.ensure_started)
+    app.before_request(svc.request_stats.ensure_started)
+    return app

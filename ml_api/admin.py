@@ -1,0 +1,145 @@
+"""The admin HTTP API: create and change experiments, guarded by ADMIN_TOKEN.
+
+Every call needs ``Authorization: Bearer <ADMIN_TOKEN>`` (401 without it, 403 with a
+wrong one; the comparison takes constant time). ``X-Actor`` names who acts, for the
+change history (default ``admin-api``). An empty ADMIN_TOKEN disables the admin API.
+"""
+
+import hmac
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, request
+
+from ml_api.db import DatabaseUnavailable
+from ml_api.definitions import InvalidDefinition, describe, parse_variants
+from ml_api.errors import ApiError
+from ml_api.experiment_repo import UnknownExperiment
+from ml_api.services import services
+from ml_api.validation import json_body, text_field
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+MAX_ACTOR_LENGTH = 128
+
+
+def require_admin(view: Callable) -> Callable:
+    """Check the bearer token, and turn domain errors into clear 4xx/503 answers."""
+
+    @wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        token = services().config.admin_token
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            raise ApiError(401, "unauthorized", "admin calls need the header 'Authorization: Bearer <ADMIN_TOKEN>'")
+        if not token:
+            raise ApiError(403, "forbidden", "the admin API is disabled: ADMIN_TOKEN is empty in api.env")
+        if not hmac.compare_digest(header[len("Bearer "):].encode(), token.encode()):
+            raise ApiError(403, "forbidden", "wrong admin token")
+        try:
+            answer = view(*args, **kwargs)
+        except UnknownExperiment as exc:
+            raise ApiError(404, "unknown_experiment", f"no experiment named {exc}") from None
+        except InvalidDefinition as exc:
+            raise ApiError(422, "invalid_definition", str(exc)) from None
+        except DatabaseUnavailable:
+            raise ApiError(503, "database_unavailable", "experiments live in MySQL, which is unreachable") from None
+        if request.method != "GET":
+            emit_change_event(kwargs.get("name") or answer[0]["name"], view.__name__)
+        return answer
+
+    return guarded
+
+
+def emit_change_event(experiment: str, action: str) -> None:
+    """One ``experiment_change`` event per successful admin change."""
+    services().events.emit("experiment_change", {
+        "event.outcome": "success",
+        "http.request.method": request.method,
+        "url.path": request.path,
+        "experiment.name": experiment,
+        "change.actor": actor(),
+        "change.action": action,
+    })
+
+
+def actor() -> str:
+    """Who makes the change, for the history: ``admin:<X-Actor>``."""
+    name = request.headers.get("X-Actor", "admin-api").strip()[:MAX_ACTOR_LENGTH] or "admin-api"
+    return f"admin:{name}"
+
+
+@bp.post("/experiments")
+@require_admin
+def create_experiment() -> tuple[dict[str, Any], int]:
+    """Create an experiment (draft unless "status": "running")."""
+    svc = services()
+    body = json_body(request)
+    name = text_field(body, "name", 64)
+    variants = parse_variants(body.get("variants"), svc.models.names)
+    experiment = svc.experiments.create(
+        name, variants, actor(),
+        default_variant=body.get("default_variant"),
+        traffic_allocation=body.get("traffic_allocation", 1.0),
+        salt=body.get("salt"),
+        status=body.get("status", "draft"),
+    )
+    if "guardrails" in body:
+        experiment = svc.experiments.set_guardrails(name, body["guardrails"], actor())
+    return describe(experiment), 201
+
+
+@bp.patch("/experiments/<name>")
+@require_admin
+def change_experiment(name: str) -> dict[str, Any]:
+    """Change weights, traffic allocation, guardrails or (before the start) the salt."""
+    repo = services().experiments
+    body = json_body(request)
+    changes = {
+        "weights": repo.set_weights,
+        "traffic_allocation": repo.set_traffic_allocation,
+        "guardrails": repo.set_guardrails,
+        "salt": repo.set_salt,
+    }
+    unknown = set(body) - set(changes)
+    if unknown or not body:
+        raise ApiError(400, "invalid_request", f"give any of {sorted(changes)}; unknown: {sorted(unknown)}")
+    experiment = None
+    for key, change in changes.items():
+        if key in body:
+            experiment = change(name, body[key], actor())
+    return describe(experiment) | {"guardrails": repo.guardrails(name)}
+
+
+@bp.post("/experiments/<name>/<any(start, pause, stop):action>")
+@require_admin
+def change_status(name: str, action: str) -> dict[str, Any]:
+    """Start, pause or stop an experiment."""
+    status = {"start": "running", "pause": "paused", "stop": "stopped"}[action]
+    return describe(services().experiments.set_status(name, status, actor()))
+
+
+@bp.put("/experiments/<name>/overrides/<path:user_id>")
+@require_admin
+def force_variant(name: str, user_id: str) -> dict[str, Any]:
+    """Force a user's variant (QA); forced users are excluded from the statistics."""
+    variant = text_field(json_body(request), "variant", 64)
+    if len(user_id) > services().config.max_user_id_length:
+        raise ApiError(400, "invalid_request", "user_id is too long")
+    return describe(services().experiments.force_variant(name, user_id, variant, actor()))
+
+
+@bp.delete("/experiments/<name>/overrides/<path:user_id>")
+@require_admin
+def clear_override(name: str, user_id: str) -> dict[str, Any]:
+    """Remove a user's forced variant."""
+    return describe(services().experiments.clear_override(name, user_id, actor()))
+
+
+@bp.get("/experiments/<name>/history")
+@require_admin
+def history(name: str) -> dict[str, Any]:
+    """Every change of the experiment: time, actor, action, before and after."""
+    repo = services().experiments
+    repo.get(name)  # 404 for an unknown experiment rather than an empty list
+    return {"experiment": name, "changes": repo.history(name)}

@@ -1,0 +1,177 @@
+"""All settings of the gateway, parsed and typed in one place.
+
+Settings come from ``api.env`` (the file users edit); an environment variable of the
+same name overrides the file. Nothing else in the project reads the environment.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ENV_FILE = PROJECT_ROOT / "api.env"
+MODEL_PREFIX = "MODEL_"
+NOT_MODELS = {"MODEL_DIR"}
+STICKY_STORES = ("sharded", "keys")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class MySQLSettings:
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str
+    pool_size: int
+    admin_user: str
+    admin_password: str
+
+
+@dataclass(frozen=True)
+class Config:
+    api_host: str
+    api_port: int
+    gunicorn_workers: int
+    gunicorn_threads: int
+    gunicorn_timeout: int
+    gunicorn_pidfile: Path
+    service_version: str
+    default_experiment: str
+    config_refresh_seconds: float
+    admin_token: str
+    model_dir: Path
+    model_files: Mapping[str, str]
+    max_body_bytes: int
+    max_user_id_length: int
+    redis_url: str
+    redis_cluster: bool
+    redis_key_prefix: str
+    redis_timeout_seconds: float
+    sticky_store: str
+    request_id_ttl_seconds: int
+    mysql: MySQLSettings
+    logstash_host: str
+    logstash_port: int
+    event_file: Path
+    event_buffer_path: Path
+    log_raw_user_id: bool
+    spool_path: Path
+    metrics_dir: Path
+    env_file: Path = field(default=DEFAULT_ENV_FILE)
+
+
+def read_settings(environ: Mapping[str, str], env_file: Path | None = None) -> dict[str, str]:
+    """The merged raw settings: the env file, overridden by ``environ``."""
+    path = Path(environ.get("API_ENV_FILE") or env_file or DEFAULT_ENV_FILE)
+    if not path.is_file():
+        raise ConfigError(f"settings file not found: {path}")
+    merged = {key: value or "" for key, value in dotenv_values(path).items()}
+    merged.update({key: value for key, value in environ.items() if key in merged})
+    merged["API_ENV_FILE"] = str(path)
+    return merged
+
+
+def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Config:
+    """Parse and type every setting; raise ConfigError naming the first bad one."""
+    raw = read_settings(environ, env_file)
+    get = _Reader(raw)
+    return Config(
+        api_host=get.str("API_HOST"),
+        api_port=get.int("API_PORT"),
+        gunicorn_workers=get.int("GUNICORN_WORKERS"),
+        gunicorn_threads=get.int("GUNICORN_THREADS"),
+        gunicorn_timeout=get.int("GUNICORN_TIMEOUT"),
+        gunicorn_pidfile=get.path("GUNICORN_PIDFILE"),
+        service_version=get.str("SERVICE_VERSION"),
+        default_experiment=get.str("DEFAULT_EXPERIMENT"),
+        config_refresh_seconds=get.float("CONFIG_REFRESH_SECONDS"),
+        admin_token=get.str("ADMIN_TOKEN", allow_empty=True),
+        model_dir=get.path("MODEL_DIR"),
+        model_files=_model_files(raw),
+        max_body_bytes=get.int("MAX_BODY_BYTES"),
+        max_user_id_length=get.int("MAX_USER_ID_LENGTH"),
+        redis_url=get.str("REDIS_URL"),
+        redis_cluster=get.bool("REDIS_CLUSTER"),
+        redis_key_prefix=get.str("REDIS_KEY_PREFIX"),
+        redis_timeout_seconds=get.float("REDIS_TIMEOUT_SECONDS"),
+        sticky_store=get.choice("STICKY_STORE", STICKY_STORES),
+        request_id_ttl_seconds=get.int("REQUEST_ID_TTL_SECONDS"),
+        mysql=MySQLSettings(
+            host=get.str("MYSQL_HOST"),
+            port=get.int("MYSQL_PORT"),
+            database=get.str("MYSQL_DATABASE"),
+            user=get.str("MYSQL_USER"),
+            password=get.str("MYSQL_PASSWORD", allow_empty=True),
+            pool_size=get.int("MYSQL_POOL_SIZE"),
+            admin_user=get.str("MYSQL_ADMIN_USER"),
+            admin_password=get.str("MYSQL_ADMIN_PASSWORD", allow_empty=True),
+        ),
+        logstash_host=get.str("LOGSTASH_HOST", allow_empty=True),
+        logstash_port=get.int("LOGSTASH_PORT"),
+        event_file=get.path("EVENT_FILE"),
+        event_buffer_path=get.path("EVENT_BUFFER_PATH"),
+        log_raw_user_id=get.bool("LOG_RAW_USER_ID"),
+        spool_path=get.path("SPOOL_PATH"),
+        metrics_dir=get.path("METRICS_DIR"),
+        env_file=Path(raw["API_ENV_FILE"]),
+    )
+
+
+def _model_files(raw: Mapping[str, str]) -> dict[str, str]:
+    models = {
+        key[len(MODEL_PREFIX):].lower(): value
+        for key, value in raw.items()
+        if key.startswith(MODEL_PREFIX) and key not in NOT_MODELS and value
+    }
+    if not models:
+        raise ConfigError("no model configured: add MODEL_<NAME>=<file> to api.env")
+    return models
+
+
+class _Reader:
+    """Typed access to raw settings with errors that name the setting."""
+
+    def __init__(self, raw: Mapping[str, str]) -> None:
+        self._raw = raw
+
+    def str(self, name: str, allow_empty: bool = False) -> str:
+        value = self._raw.get(name)
+        if value is None or (not value and not allow_empty):
+            raise ConfigError(f"{name} must be set in api.env or the environment")
+        return value.strip()
+
+    def int(self, name: str) -> int:
+        try:
+            return int(self.str(name))
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {self._raw[name]!r}") from None
+
+    def float(self, name: str) -> float:
+        try:
+            return float(self.str(name))
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {self._raw[name]!r}") from None
+
+    def choice(self, name: str, allowed: tuple[str, ...]) -> str:
+        value = self.str(name).lower()
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def bool(self, name: str) -> bool:
+        value = self.str(name).lower()
+        if value in {"1", "true", "yes", "on"}:
+            return True
+        if value in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+    def path(self, name: str) -> Path:
+        path = Path(self.str(name))
+        return path if path.is_absolute() else PROJECT_ROOT / path

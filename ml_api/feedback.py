@@ -1,0 +1,79 @@
+"""POST /feedback: an outcome for a user's variant (a conversion, a click, a score)."""
+
+import uuid
+from typing import Any
+
+import redis
+from flask import Blueprint, request
+
+from assigner.hashing import user_hash
+from ml_api.db import DatabaseUnavailable
+from ml_api.errors import ApiError
+from ml_api.predict import find_experiment
+from ml_api.services import Services, services
+from ml_api.validation import FeedbackRequest, json_body, parse_feedback
+
+bp = Blueprint("feedback", __name__)
+
+
+@bp.post("/feedback")
+def feedback() -> tuple[dict[str, Any], int]:
+    """Record an outcome against the variant the user was first assigned."""
+    svc = services()
+    req = parse_feedback(json_body(request), svc.config.default_experiment, svc.config.max_user_id_length)
+    experiment_name, user_id = resolve_user(svc, req)
+    experiment = find_experiment(svc, experiment_name)
+    try:
+        variant = svc.recorder.find_assignment(experiment.id, user_id)
+    except DatabaseUnavailable:
+        raise ApiError(503, "database_unavailable", "the durable record is unreachable; retry shortly") from None
+    if variant is None:
+        raise ApiError(
+            404, "not_assigned",
+            f"user {user_id!r} was never assigned in experiment {experiment.name!r} "
+            "(outside its traffic allocation, forced, or never sent to /predict)",
+        )
+    feedback_id = uuid.uuid4().hex
+    svc.recorder.record_outcome({
+        "feedback_id": feedback_id,
+        "experiment_id": experiment.id,
+        "user_id": user_id,
+        "variant": variant,
+        "request_id": req.request_id,
+        "value": req.outcome,
+    })
+    svc.events.emit("feedback", {
+        "event.outcome": "success",
+        "http.request.id": feedback_id,
+        "http.request.method": "POST",
+        "url.path": "/feedback",
+        "http.response.status_code": 202,
+        "experiment.name": experiment.name,
+        "experiment.variant": variant,
+        "user.hash": user_hash(user_id),
+        "user.id": user_id if svc.config.log_raw_user_id else None,
+        "feedback.outcome": req.outcome,
+    })
+    return {
+        "feedback_id": feedback_id,
+        "experiment": experiment.name,
+        "variant": variant,
+        "outcome": req.outcome,
+        "status": "accepted",
+    }, 202
+
+
+def resolve_user(svc: Services, req: FeedbackRequest) -> tuple[str, str]:
+    """``(experiment, user_id)`` from the request id (kept in Redis) or from the body."""
+    if req.request_id is None:
+        return req.experiment, req.user_id
+    try:
+        found = svc.requests.resolve(req.request_id)
+    except redis.RedisError:
+        raise ApiError(
+            503, "cache_unavailable",
+            "request ids cannot be resolved while Redis is away; send user_id and experiment instead",
+        ) from None
+    if found is None:
+        raise ApiError(404, "unknown_request", f"request_id {req.request_id} is unknown or has expired")
+    return found

@@ -1,0 +1,132 @@
+"""POST /predict: validate, assign, predict, record, emit one event, answer."""
+
+import time
+import uuid
+from typing import Any
+
+from flask import Blueprint, request
+
+from assigner import Assignment, Experiment, ExperimentStatus, assign
+from assigner.hashing import user_hash
+from ml_api import metrics
+from ml_api.catalog import DefinitionsUnavailable
+from ml_api.errors import ApiError
+from ml_api.models import LoadedModel, ModelError, Prediction
+from ml_api.services import Services, services
+from ml_api.validation import PredictRequest, json_body, parse_predict
+
+bp = Blueprint("predict", __name__)
+
+
+def find_experiment(svc: Services, name: str) -> Experiment:
+    """The running definition of ``name``; 404 when unknown, 503 when none can be loaded."""
+    try:
+        experiment = svc.catalog.get(name)
+    except DefinitionsUnavailable as exc:
+        raise ApiError(503, "definitions_unavailable", f"experiment definitions cannot be loaded: {exc}") from None
+    if experiment is None:
+        raise ApiError(404, "unknown_experiment", f"no experiment named {name!r}")
+    return experiment
+
+
+@bp.post("/predict")
+def predict() -> dict[str, Any]:
+    """Assign the user to a variant (sticky) and answer with that variant's prediction."""
+    started = time.perf_counter()
+    svc = services()
+    req = parse_predict(json_body(request), svc.config.default_experiment, svc.config.max_user_id_length)
+    experiment = find_experiment(svc, req.experiment)
+
+    assignment = assign(experiment, req.user_id, svc.store, svc.recorder)
+    assigned = time.perf_counter()
+    model, prediction, fallback, model_error = serve(svc, experiment, assignment, req)
+    predicted = time.perf_counter()
+
+    request_id = uuid.uuid4().hex
+    svc.requests.remember(request_id, experiment.name, req.user_id)
+    latency = {
+        "assignment_ms": (assigned - started) * 1000,
+        "model_ms": (predicted - assigned) * 1000,
+        "total_ms": (time.perf_counter() - started) * 1000,
+    }
+    observe(experiment, assignment, model, fallback, latency)
+    if assignment.in_experiment:  # guardrails compare exposed users only
+        svc.request_stats.record(experiment.id, assignment.variant, latency["total_ms"], error=False, fallback=fallback)
+    svc.events.emit("predict", {
+        "event.outcome": "success",
+        "http.request.id": request_id,
+        "http.request.method": "POST",
+        "url.path": "/predict",
+        "http.response.status_code": 200,
+        "experiment.name": experiment.name,
+        "experiment.variant": assignment.variant,
+        "experiment.in_experiment": assignment.in_experiment,
+        "experiment.fallback": fallback,
+        "experiment.assignment_source": assignment.source.value,
+        "user.hash": user_hash(req.user_id),
+        "user.id": req.user_id if svc.config.log_raw_user_id else None,
+        "model.name": model.name,
+        "model.version": model.version,
+        "prediction.label": prediction.label,
+        "prediction.probability": prediction.probability,
+        "error.type": "model_error" if model_error else None,
+        "error.message": model_error,
+        **{f"latency.{key}": value for key, value in latency.items()},
+    })
+    body: dict[str, Any] = {
+        "request_id": request_id,
+        "experiment": experiment.name,
+        "experiment_status": experiment.status.value,
+        "variant": assignment.variant,
+        "in_experiment": assignment.in_experiment,
+        "model": {"name": model.name, "version": model.version},
+        "prediction": prediction.label,
+        "probabilities": prediction.probabilities,
+        "fallback": fallback,
+        "latency_ms": round(latency["total_ms"], 3),
+    }
+    if experiment.status is not ExperimentStatus.RUNNING:
+        body["note"] = f"experiment is {experiment.status.value}: serving the default variant to everyone"
+    return body
+
+
+def observe(experiment: Experiment, assignment: Assignment, model: LoadedModel, fallback: bool,
+            latency: dict[str, float]) -> None:
+    """Prometheus samples of one served prediction."""
+    metrics.STICKY_LOOKUPS.labels(assignment.source.value).inc()
+    metrics.MODEL_LATENCY.labels(model.name).observe(latency["model_ms"] / 1000)
+    metrics.PREDICT_LATENCY.labels(experiment.name, assignment.variant, model.name).observe(latency["total_ms"] / 1000)
+    if fallback:
+        metrics.FALLBACKS.labels(experiment.name, assignment.variant).inc()
+
+
+def serve(
+    svc: Services, experiment: Experiment, assignment: Assignment, req: PredictRequest
+) -> tuple[LoadedModel, Prediction, bool, str | None]:
+    """Predict with the variant's model; if it fails, the default (control) variant answers."""
+    model_name = experiment.variant(assignment.variant).model
+    control_name = experiment.variant(experiment.default_variant).model
+    try:
+        return (*predict_with(svc, model_name, req.features), False, None)
+    except ModelError as exc:
+        if model_name == control_name:
+            raise ApiError(503, "model_unavailable", str(exc)) from None
+        variant_error = str(exc)
+    try:
+        return (*predict_with(svc, control_name, req.features), True, variant_error)
+    except ModelError as exc:
+        raise ApiError(503, "model_unavailable", f"{variant_error}; fallback failed too: {exc}") from None
+
+
+def predict_with(svc: Services, model_name: str, features: list[float]) -> tuple[LoadedModel, Prediction]:
+    model = svc.models.get(model_name)
+    check_feature_count(model, features)
+    return model, model.predict(features)
+
+def check_feature_count(model: LoadedModel, features: list[float]) -> None:
+    expected = model.n_features
+    if expected is not None and len(features) != expected:
+        raise ApiError(
+            400, "invalid_request",
+            f"features must hold {expected} numbers for model {model.name!r}, got {len(features)}",
+        )

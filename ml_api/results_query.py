@@ -1,0 +1,169 @@
+"""An experiment's record summed up in MySQL: the few numbers the statistics need, never raw rows.
+
+Exposures and outcomes are read from their summary tables (``exposure_counts`` per hour,
+``outcome_users`` per user, ``request_totals`` per latency bucket; mysql/schema.sql keeps
+them in step with the raw rows by triggers or in the writer's transaction), so every query
+is a GROUP BY over an index prefix (``experiment_id``, ``variant``) returning at most a few
+hundred rows. All queries read one consistent snapshot, so conversions never outnumber
+the exposures they belong to.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from mysql.connector.abstracts import MySQLConnectionAbstract
+
+from ml_api.db import Database
+from ml_api.experiment_repo import UnknownExperiment
+
+# Timeline granularity: the finer of these giving at most MAX_TIMELINE_POINTS over the span
+# of exposures (hours for about a week, days after that). Exposures are counted per hour.
+BUCKET_SECONDS = (3600, 86400)
+MAX_TIMELINE_POINTS = 200
+
+EXPERIMENT = "SELECT id, name, status, default_variant, guardrails FROM experiments WHERE name = %s"
+VARIANTS = "SELECT name, weight, model_name FROM variants WHERE experiment_id = %s ORDER BY position"
+# Both ends of ix_assignments_variant: two index look-ups per variant.
+EXPOSURE_SPAN = "SELECT MIN(assigned_at), MAX(assigned_at) FROM assignments WHERE experiment_id = %s AND variant = %s"
+EXPOSURES = (
+    "SELECT variant, hour DIV %s AS bucket, SUM(users) FROM exposure_counts"
+    " WHERE experiment_id = %s GROUP BY variant, bucket"
+)
+# Per variant and bucket of the moment users converted (NULL: never converted).
+OUTCOMES = (
+    "SELECT variant, UNIX_TIMESTAMP(converted_at) DIV %s AS bucket, COUNT(*), SUM(total), SUM(total * total)"
+    " FROM outcome_users WHERE experiment_id = %s GROUP BY variant, bucket"
+)
+REQUESTS = (
+    "SELECT variant, latency_bucket, requests, errors, fallbacks FROM request_totals WHERE experiment_id = %s"
+)
+
+
+@dataclass(frozen=True)
+class VariantDefinition:
+    name: str
+    weight: float
+    model: str
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    id: int
+    name: str
+    status: str
+    default_variant: str
+    guardrails: str | None  # the JSON text as stored
+    variants: tuple[VariantDefinition, ...]
+
+
+@dataclass
+class OutcomeSums:
+    """Per-user outcome sums of one variant: users with any outcome, converted users, Σx, Σx²."""
+
+    users: int = 0
+    conversions: int = 0
+    total: float = 0.0
+    total_of_squares: float = 0.0
+
+
+@dataclass
+class RequestSums:
+    """Requests of one variant, with the summed latency histogram (bucket -> requests)."""
+
+    requests: int = 0
+    errors: int = 0
+    fallbacks: int = 0
+    latency_buckets: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Aggregates:
+    """Everything the results are computed from; time buckets are keyed by their start (epoch seconds)."""
+
+    experiment: ExperimentInfo
+    bucket_seconds: int
+    first_exposure: datetime | None
+    last_exposure: datetime | None
+    new_users: dict[str, dict[int, int]]  # variant -> bucket -> users first exposed in it
+    new_conversions: dict[str, dict[int, int]]  # variant -> bucket -> users who first converted in it
+    outcomes: dict[str, OutcomeSums]
+    requests: dict[str, RequestSums]
+
+    def users(self, variant: str) -> int:
+        return sum(self.new_users.get(variant, {}).values())
+
+
+def fetch_aggregates(db: Database, name: str) -> Aggregates:
+    """Sum up the record of experiment ``name`` (UnknownExperiment when there is none)."""
+    with db.connection() as conn:
+        conn.start_transaction(consistent_snapshot=True)
+        try:
+            return _fetch(conn, name)
+        finally:
+            conn.rollback()  # read only: nothing to keep
+
+
+def _fetch(conn: MySQLConnectionAbstract, name: str) -> Aggregates:
+    cursor = conn.cursor()
+    experiment = _experiment(cursor, name)
+    spans = []
+    for variant in experiment.variants:
+        cursor.execute(EXPOSURE_SPAN, (experiment.id, variant.name))
+        spans += [row for row in cursor.fetchall() if row[0] is not None]
+    first = min((row[0] for row in spans), default=None)
+    last = max((row[1] for row in spans), default=None)
+    width = bucket_seconds(first, last)
+
+    new_users: dict[str, dict[int, int]] = defaultdict(dict)
+    cursor.execute(EXPOSURES, (width // 3600, experiment.id))
+    for variant, bucket, users in cursor.fetchall():
+        new_users[variant][int(bucket) * width] = int(users)
+
+    new_conversions: dict[str, dict[int, int]] = defaultdict(dict)
+    outcomes: dict[str, OutcomeSums] = defaultdict(OutcomeSums)
+    cursor.execute(OUTCOMES, (width, experiment.id))
+    for variant, bucket, users, total, total_of_squares in cursor.fetchall():
+        sums = outcomes[variant]
+        sums.users += int(users)
+        sums.total += float(total)
+        sums.total_of_squares += float(total_of_squares)
+        if bucket is not None:
+            sums.conversions += int(users)
+            new_conversions[variant][int(bucket) * width] = int(users)
+
+    requests: dict[str, RequestSums] = defaultdict(RequestSums)
+    cursor.execute(REQUESTS, (experiment.id,))
+    for variant, bucket, count, errors, fallbacks in cursor.fetchall():
+        sums = requests[variant]
+        sums.requests += int(count)
+        sums.errors += int(errors)
+        sums.fallbacks += int(fallbacks)
+        sums.latency_buckets[int(bucket)] = int(count)
+    cursor.close()
+    return Aggregates(experiment, width, _utc(first), _utc(last), dict(new_users), dict(new_conversions),
+                      dict(outcomes), dict(requests))
+
+
+def _experiment(cursor, name: str) -> ExperimentInfo:
+    cursor.execute(EXPERIMENT, (name,))
+    row = cursor.fetchone()
+    if row is None:
+        raise UnknownExperiment(name)
+    experiment_id, name, status, default_variant, guardrails = row
+    cursor.execute(VARIANTS, (experiment_id,))
+    variants = tuple(VariantDefinition(v, float(w), m) for v, w, m in cursor.fetchall())
+    return ExperimentInfo(int(experiment_id), name, status, default_variant, guardrails, variants)
+
+
+def bucket_seconds(first: datetime | None, last: datetime | None) -> int:
+    """The finest timeline bucket that keeps the timeline within MAX_TIMELINE_POINTS."""
+    span = (last - first).total_seconds() if first and last else 0.0
+    for width in BUCKET_SECONDS:
+        if span / width < MAX_TIMELINE_POINTS:
+            return width
+    return BUCKET_SECONDS[-1]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=timezone.utc) if value else None

@@ -1,0 +1,90 @@
+"""The per-worker objects every view needs, built once by the application factory."""
+
+from dataclasses import dataclass
+
+import redis
+from flask import Flask, current_app
+
+from assigner import AssignmentStore, RedisAssignmentStore
+from assigner.sharded_store import ShardedRedisAssignmentStore
+from ml_api.cache import RequestDirectory, create_redis
+from ml_api.catalog import ExperimentCatalog
+from ml_api.config import Config
+from ml_api.db import Database, DatabaseUnavailable
+from ml_api.events import EventEmitter, create_emitter
+from ml_api.experiment_repo import ExperimentRepository
+from ml_api.metrics import InstrumentedStore
+from ml_api.models import ModelRegistry
+from ml_api.records import Recorder
+from ml_api.request_stats import RequestStats
+from ml_api.spool import Spool, SpoolFlusher
+
+EXTENSION = "ml_api"
+
+
+@dataclass
+class Services:
+    config: Config
+    db: Database
+    redis: "redis.Redis | redis.RedisCluster"
+    store: AssignmentStore
+    requests: RequestDirectory
+    recorder: Recorder
+    spool: Spool
+    flusher: SpoolFlusher
+    catalog: ExperimentCatalog
+    experiments: ExperimentRepository
+    models: ModelRegistry
+    events: EventEmitter
+    request_stats: RequestStats
+
+
+def build_services(config: Config) -> Services:
+    """Wire every resource from the configuration; nothing connects until first use."""
+    db = Database(config.mysql)
+    client = create_redis(config)
+    spool = Spool(config.spool_path)
+    recorder = Recorder(db, spool)
+    models = ModelRegistry(config.model_dir, config.model_files)
+    return Services(
+        config=config,
+        db=db,
+        redis=client,
+        store=InstrumentedStore(create_store(config, client)),
+        requests=RequestDirectory(client, config.redis_key_prefix, config.request_id_ttl_seconds),
+        recorder=recorder,
+        spool=spool,
+        flusher=SpoolFlusher(spool, recorder.write_spooled, ready=lambda: _reachable(db)),
+        catalog=ExperimentCatalog(db, config.config_refresh_seconds),
+        experiments=ExperimentRepository(db, models.names),
+        models=models,
+        events=create_emitter(
+            config.logstash_host, config.logstash_port, config.event_file, config.event_buffer_path,
+            config.service_version,
+        ),
+        request_stats=RequestStats(db),
+    )
+
+
+def create_store(config: Config, client: "redis.Redis | redis.RedisCluster") -> AssignmentStore:
+    """The sticky-store layout named by STICKY_STORE."""
+    if config.sticky_store == "sharded":
+        return ShardedRedisAssignmentStore(client, config.redis_key_prefix)
+    return RedisAssignmentStore(client, config.redis_key_prefix)
+
+
+def _reachable(db: Database) -> bool:
+    try:
+        db.ping()
+        return True
+    except DatabaseUnavailable:
+        return False
+
+
+def init_app(app: Flask, services: Services) -> None:
+    app.extensions[EXTENSION] = services
+
+
+def services() -> Services:
+    """The current app's services (inside a request or app context)."""
+    return current_app.extensions[EXTENSION]

@@ -1,0 +1,137 @@
+"""A durable local queue for records MySQL could not take right now.
+
+When MySQL is unreachable, exposures and outcomes are appended to a SQLite file on local
+disk (``SPOOL_PATH``) before the request is acknowledged; a background thread in every
+worker drains it into MySQL when MySQL answers again. Writes to MySQL are idempotent
+(assignments by primary key, outcomes by ``feedback_id``), so a batch replayed after a
+crash is neither lost nor doubled.
+"""
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Record = tuple[str, dict[str, Any]]
+BUSY_TIMEOUT_SECONDS = 5.0
+
+
+class Spool:
+    """A SQLite-backed queue shared by every worker of a host.
+
+    ``synchronous="FULL"`` fsyncs each append (records acknowledged to a client);
+    ``"NORMAL"`` survives a crash of the process but not of the machine (events).
+    """
+
+    def __init__(self, path: Path, synchronous: str = "FULL") -> None:
+        self.path = path
+        self._synchronous = synchronous
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._initialise()
+
+    def _initialise(self, attempts: int = 50) -> None:
+        # Every worker opens the file at boot; switching to WAL needs a moment alone with
+        # it, which SQLite's busy timeout does not wait for. Retry instead of failing boot.
+        for attempt in range(attempts):
+            try:
+                with self._open() as conn:
+                    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("CREATE TABLE IF NOT EXISTS pending (id INTEGER PRIMARY KEY, kind TEXT, payload TEXT)")
+                return
+            except sqlite3.OperationalError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.1)
+
+    @contextmanager
+    def _open(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def put(self, kind: str, payload: dict[str, Any]) -> None:
+        """Append one record; on disk when this returns."""
+        self.put_many([(kind, payload)])
+
+    def put_many(self, records: list[Record]) -> None:
+        """Append records in one transaction."""
+        with self._open() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT INTO pending (kind, payload) VALUES (?, ?)",
+                [(kind, json.dumps(payload)) for kind, payload in records],
+            )
+            conn.execute("COMMIT")
+
+    def size(self) -> int:
+        with self._open() as conn:
+            return conn.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
+
+    def drain(self, write: Callable[[list[Record]], None], batch_size: int = 500, max_batches: int | None = None) -> int:
+        """Hand pending records to ``write`` in batches; delete each batch only after it succeeded.
+
+        The write lock is held while a batch is written, so two workers never deliver the
+        same batch at once; a failed ``write`` leaves the batch in place.
+        """
+        delivered = 0
+        batches = 0
+        with self._open() as conn:
+            while max_batches is None or batches < max_batches:
+                batches += 1
+                conn.execute("BEGIN IMMEDIATE")
+                rows = conn.execute("SELECT id, kind, payload FROM pending ORDER BY id LIMIT ?", (batch_size,)).fetchall()
+                if not rows:
+                    conn.execute("COMMIT")
+                    return delivered
+                try:
+                    write([(kind, json.loads(payload)) for _, kind, payload in rows])
+                except Exception:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.executemany("DELETE FROM pending WHERE id = ?", [(row_id,) for row_id, _, _ in rows])
+                conn.execute("COMMIT")
+                delivered += len(rows)
+        return delivered
+
+
+class SpoolFlusher:
+    """A daemon thread per worker that drains the spool every ``interval`` seconds."""
+
+    def __init__(self, spool: Spool, write: Callable[[list[Record]], None], ready: Callable[[], bool], interval: float = 1.0) -> None:
+        self._spool = spool
+        self._write = write
+        self._ready = ready
+        self._interval = interval
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def ensure_started(self) -> None:
+        """Start the thread in this process (after gunicorn's fork), once."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="spool-flusher", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            try:
+                if self._spool.size() and self._ready():
+                    delivered = self._spool.drain(self._write)
+                    if delivered:
+                        log.info("spool: delivered %d records to MySQL", delivered)
+            except Exception:  # keep the thread alive; the records stay spooled
+                log.warning("spool: delivery failed, will retry", exc_info=True)

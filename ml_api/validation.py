@@ -1,0 +1,112 @@
+"""Parsing and validating request bodies into typed requests, with messages that say what was wrong."""
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Request
+
+from ml_api.errors import ApiError
+
+REQUEST_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+MAX_FEATURES = 1024
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    user_id: str
+    experiment: str
+    features: list[float]
+
+
+@dataclass(frozen=True)
+class FeedbackRequest:
+    outcome: float
+    request_id: str | None = None
+    user_id: str | None = None
+    experiment: str | None = None
+
+
+def bad_request(detail: str) -> ApiError:
+    return ApiError(400, "invalid_request", detail)
+
+
+def json_body(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, or a 4xx naming the problem."""
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json")
+    raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH (413 beyond it)
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {str(exc)[:200]}") from None
+    if not isinstance(body, dict):
+        raise bad_request("the body must be a JSON object")
+    return body
+
+
+def text_field(body: dict[str, Any], name: str, max_length: int, required: bool = True, why: str = "") -> str | None:
+    """A non-blank string of at most ``max_length`` characters that is valid UTF-8."""
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise bad_request(f"{name} is required{why}")
+        return None
+    if not isinstance(value, str):
+        raise bad_request(f"{name} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise bad_request(f"{name} must not be empty")
+    if len(value) > max_length:
+        raise bad_request(f"{name} must be at most {max_length} characters, got {len(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request(f"{name} is not valid Unicode text (lone surrogate)") from None
+    return value
+
+
+def parse_features(body: dict[str, Any]) -> list[float]:
+    features = body.get("features")
+    if features is None:
+        raise bad_request("features is required: a list of numbers")
+    if not isinstance(features, list) or not features:
+        raise bad_request("features must be a non-empty list of numbers")
+    if len(features) > MAX_FEATURES:
+        raise bad_request(f"features may hold at most {MAX_FEATURES} numbers")
+    for index, value in enumerate(features):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad_request(f"features[{index}] must be a number, got {json.dumps(value)[:50]}")
+        if not math.isfinite(value):
+            raise bad_request(f"features[{index}] must be finite, got {value}")
+    return [float(v) for v in features]
+
+
+def parse_predict(body: dict[str, Any], default_experiment: str, max_user_id_length: int) -> PredictRequest:
+    """Validate a /predict body; stickiness needs a user id, so it is required."""
+    user_id = text_field(
+        body, "user_id", max_user_id_length,
+        why=": assignment is sticky per user, so every prediction needs the user id it is for",
+    )
+    experiment = text_field(body, "experiment", 64, required=False) or default_experiment
+    return PredictRequest(user_id=user_id, experiment=experiment, features=parse_features(body))
+
+
+def parse_feedback(body: dict[str, Any], default_experiment: str, max_user_id_length: int) -> FeedbackRequest:
+    """Validate a /feedback body: an outcome and either a request id or a user id (+ experiment)."""
+    outcome = body.get("outcome")
+    if outcome is None:
+        raise bad_request("outcome is required: true/false or a number")
+    if not isinstance(outcome, (bool, int, float)) or not math.isfinite(outcome):
+        raise bad_request(f"outcome must be true/false or a finite number, got {json.dumps(outcome)[:50]}")
+    request_id = body.get("request_id")
+    if request_id is not None:
+        if not isinstance(request_id, str) or not REQUEST_ID_PATTERN.match(request_id):
+            raise bad_request("request_id must be the 32 hex characters returned by /predict")
+        return FeedbackRequest(outcome=float(outcome), request_id=request_id)
+    user_id = text_field(body, "user_id", max_user_id_length, required=False)
+    if user_id is None:
+        raise bad_request("give either request_id, or user_id (and experiment, default DEFAULT_EXPERIMENT)")
+    experiment = text_field(body, "experiment", 64, required=False) or default_experiment
+    return FeedbackRequest(outcome=float(outcome), user_id=user_id, experiment=experiment)

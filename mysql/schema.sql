@@ -1,0 +1,157 @@
+-- Schema of the durable record. Idempotent: every statement can run again on an
+-- existing database. Valid on MySQL 8.x and MariaDB 10.11.
+-- Applied by `python -m ml_api.cli init-db` and by the MySQL container at first start.
+
+CREATE TABLE IF NOT EXISTS experiments (
+    id                 INT UNSIGNED NOT NULL AUTO_INCREMENT,
+    name               VARCHAR(64)  NOT NULL,
+    status             ENUM('draft', 'running', 'paused', 'stopped') NOT NULL DEFAULT 'draft',
+    salt               VARCHAR(64)  NOT NULL,
+    traffic_allocation DECIMAL(5, 4) NOT NULL DEFAULT 1.0000,
+    default_variant    VARCHAR(64)  NOT NULL,
+    -- Guardrail thresholds as a JSON object, e.g. {"max_fallback_rate": 0.05}.
+    guardrails         TEXT         NULL,
+    -- Bumped on every change, so workers notice a new definition with one cheap query.
+    version            INT UNSIGNED NOT NULL DEFAULT 1,
+    created_at         TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    updated_at         TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    started_at         TIMESTAMP(3) NULL DEFAULT NULL,
+    PRIMARY KEY (id),
+    UNIQUE KEY uq_experiments_name (name)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+CREATE TABLE IF NOT EXISTS variants (
+    experiment_id INT UNSIGNED NOT NULL,
+    name          VARCHAR(64)  NOT NULL,
+    position      SMALLINT UNSIGNED NOT NULL,
+    weight        DECIMAL(9, 4) NOT NULL,
+    model_name    VARCHAR(64)  NOT NULL,
+    PRIMARY KEY (experiment_id, name),
+    CONSTRAINT fk_variants_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Append-only: the application only ever INSERTs here.
+CREATE TABLE IF NOT EXISTS experiment_changes (
+    id            BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+    experiment_id INT UNSIGNED NOT NULL,
+    changed_at    TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    actor         VARCHAR(128) NOT NULL,
+    action        VARCHAR(32)  NOT NULL,
+    before_state  TEXT NULL,
+    after_state   TEXT NULL,
+    PRIMARY KEY (id),
+    KEY ix_changes_experiment (experiment_id, id),
+    CONSTRAINT fk_changes_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Forced variants for named users (QA). Such users are not exposures.
+CREATE TABLE IF NOT EXISTS overrides (
+    experiment_id INT UNSIGNED NOT NULL,
+    user_id       VARCHAR(128) NOT NULL,
+    variant       VARCHAR(64)  NOT NULL,
+    created_at    TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    PRIMARY KEY (experiment_id, user_id),
+    CONSTRAINT fk_overrides_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- The first exposure of each user in each experiment; the primary key makes the first
+-- writer win on every host.
+CREATE TABLE IF NOT EXISTS assignments (
+    experiment_id INT UNSIGNED NOT NULL,
+    user_id       VARCHAR(128) NOT NULL,
+    variant       VARCHAR(64)  NOT NULL,
+    assigned_at   TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    PRIMARY KEY (experiment_id, user_id),
+    KEY ix_assignments_variant (experiment_id, variant, assigned_at),
+    CONSTRAINT fk_assignments_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Outcomes posted through /feedback. feedback_id makes a replayed write a no-op.
+CREATE TABLE IF NOT EXISTS outcomes (
+    id            BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+    feedback_id   CHAR(32)     NOT NULL,
+    experiment_id INT UNSIGNED NOT NULL,
+    user_id       VARCHAR(128) NOT NULL,
+    variant       VARCHAR(64)  NOT NULL,
+    request_id    CHAR(32)     NULL,
+    value         DOUBLE       NOT NULL,
+    recorded_at   TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    PRIMARY KEY (id),
+    UNIQUE KEY uq_outcomes_feedback (feedback_id),
+    KEY ix_outcomes_user (experiment_id, variant, user_id),
+    CONSTRAINT fk_outcomes_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Summary rows for the results, so that reading them is a GROUP BY over a few thousand
+-- rows rather than over every exposure. Triggers write them in the same transaction as
+-- the rows they summarise, so every writer (the gateway, the spool replay, a bulk load)
+-- keeps them exact.
+
+-- New exposures per experiment, variant and hour (Unix time DIV 3600). The counter is
+-- split into 16 shards (CRC32 of the user id), so concurrent first exposures do not all
+-- wait for one row lock.
+CREATE TABLE IF NOT EXISTS exposure_counts (
+    experiment_id INT UNSIGNED NOT NULL,
+    variant       VARCHAR(64)  NOT NULL,
+    hour          INT UNSIGNED NOT NULL,
+    shard         TINYINT UNSIGNED NOT NULL,
+    users         INT UNSIGNED NOT NULL,
+    PRIMARY KEY (experiment_id, variant, hour, shard),
+    CONSTRAINT fk_exposure_counts_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Fires only for a real first exposure: a repeated one is a no-op update, not an insert.
+CREATE TRIGGER IF NOT EXISTS assignments_count_exposure AFTER INSERT ON assignments FOR EACH ROW
+    INSERT INTO exposure_counts (experiment_id, variant, hour, shard, users)
+    VALUES (NEW.experiment_id, NEW.variant, UNIX_TIMESTAMP(NEW.assigned_at) DIV 3600, CRC32(NEW.user_id) % 16, 1)
+    ON DUPLICATE KEY UPDATE users = users + 1;
+
+-- Per user with outcomes: how many, their sum, and when the first positive one was
+-- recorded (the moment the user converted; NULL if none was positive).
+CREATE TABLE IF NOT EXISTS outcome_users (
+    experiment_id INT UNSIGNED NOT NULL,
+    variant       VARCHAR(64)  NOT NULL,
+    user_id       VARCHAR(128) NOT NULL,
+    outcomes      INT UNSIGNED NOT NULL,
+    total         DOUBLE       NOT NULL,
+    converted_at  TIMESTAMP(3) NULL DEFAULT NULL,
+    PRIMARY KEY (experiment_id, variant, user_id),
+    CONSTRAINT fk_outcome_users_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- A replayed outcome (same feedback_id) is a no-op update and is not counted twice.
+CREATE TRIGGER IF NOT EXISTS outcomes_sum_per_user AFTER INSERT ON outcomes FOR EACH ROW
+    INSERT INTO outcome_users (experiment_id, variant, user_id, outcomes, total, converted_at)
+    VALUES (NEW.experiment_id, NEW.variant, NEW.user_id, 1, NEW.value, IF(NEW.value > 0, NEW.recorded_at, NULL))
+    ON DUPLICATE KEY UPDATE outcomes = outcomes + 1, total = total + VALUES(total),
+        converted_at = COALESCE(LEAST(converted_at, VALUES(converted_at)), converted_at, VALUES(converted_at));
+
+-- Requests per experiment, variant and minute (Unix time DIV 60), the data behind the
+-- guardrails, one row per latency bucket: bucket 0 holds latencies up to 0.25 ms,
+-- bucket k (1..64) those in (0.25 * 2^((k-1)/4), 0.25 * 2^(k/4)] ms, bucket 65 all above
+-- 16.4 s, so a percentile over any rows comes from their summed bucket counts. Every
+-- worker adds its counts every second (ml_api/request_stats.py).
+CREATE TABLE IF NOT EXISTS request_stats (
+    experiment_id  INT UNSIGNED NOT NULL,
+    variant        VARCHAR(64)  NOT NULL,
+    minute         INT UNSIGNED NOT NULL,
+    latency_bucket TINYINT UNSIGNED NOT NULL,
+    requests       INT UNSIGNED NOT NULL,
+    errors         INT UNSIGNED NOT NULL,
+    fallbacks      INT UNSIGNED NOT NULL,
+    PRIMARY KEY (experiment_id, variant, minute, latency_bucket),
+    CONSTRAINT fk_request_stats_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- The same counts over the whole experiment, written in the same transaction as the
+-- per-minute rows; the guardrails read these.
+CREATE TABLE IF NOT EXISTS request_totals (
+    experiment_id  INT UNSIGNED NOT NULL,
+    variant        VARCHAR(64)  NOT NULL,
+    latency_bucket TINYINT UNSIGNED NOT NULL,
+    requests       BIGINT UNSIGNED NOT NULL,
+    errors         BIGINT UNSIGNED NOT NULL,
+    fallbacks      BIGINT UNSIGNED NOT NULL,
+    PRIMARY KEY (experiment_id, variant, latency_bucket),
+    CONSTRAINT fk_request_totals_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Graceful reload of the running gateway: gunicorn starts new workers, which read the
+# edited api.env and load the models it names, while the old workers finish their requests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+settings=$(PYTHONPATH="$PWD" .venv/bin/python -m ml_api.cli shell-env)
+eval "$settings"
+pidfile="$GUNICORN_PIDFILE"
+[[ "$pidfile" = /* ]] || pidfile="$PWD/$pidfile"
+[ -f "$pidfile" ] || { echo "reload: no gunicorn pid file at $pidfile (is the gateway running?)" >&2; exit 1; }
+kill -HUP "$(cat "$pidfile")"
+echo "reload: sent HUP to gunicorn $(cat "$pidfile"); check /ready for the model versions"

@@ -1,0 +1,230 @@
+"""Shared fixtures: real Redis and MySQL with private namespaces, models, app, gunicorn.
+
+Every test run creates its own MySQL database (``abtest_test_<random>``) and Redis key
+prefix, and removes them at the end; nothing touches the data of a running gateway.
+"""
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mysql.connector
+import pytest
+import redis
+import requests
+
+from ml_api import create_app
+from ml_api.config import PROJECT_ROOT, Config, load_config
+from ml_api.db import Database, apply_schema
+from ml_api.definitions import VariantSpec
+from ml_api.experiment_repo import ExperimentRepository
+from assigner import ExperimentStatus
+from scripts.train_models import train
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def base_config() -> Config:
+    """The settings of this machine (api.env + environment), before test overrides."""
+    return load_config(os.environ)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models")
+    train(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def mysql_database(base_config: Config) -> Iterator[str]:
+    """A fresh database with the schema applied, dropped after the run."""
+    name = f"{base_config.mysql.database}_test_{secrets.token_hex(4)}"
+    s = base_config.mysql
+    admin = mysql.connector.connect(host=s.host, port=s.port, user=s.user, password=s.password, autocommit=True)
+    admin.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    db = Database(s.__class__(**{**s.__dict__, "database": name}))
+    with db.connection() as conn:
+        apply_schema(conn)
+    yield name
+    admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def redis_client(base_config: Config) -> redis.Redis:
+    return redis.Redis.from_url(base_config.redis_url)
+
+
+@pytest.fixture
+def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A key prefix of this test alone; its keys are deleted afterwards."""
+    prefix = f"abtest-test-{secrets.token_hex(4)}"
+    yield prefix
+    keys = list(redis_client.scan_iter(match=f"{prefix}:*", count=1000))
+    for start in range(0, len(keys), 1000):
+        redis_client.delete(*keys[start:start + 1000])
+
+
+@pytest.fixture
+def overrides(mysql_database: str, redis_prefix: str, model_dir: Path, tmp_path: Path) -> dict[str, str]:
+    """Settings that point a gateway at this test's database, prefix, models and files."""
+    return {
+        "MYSQL_DATABASE": mysql_database,
+        "REDIS_KEY_PREFIX": redis_prefix,
+        "MODEL_DIR": str(model_dir),
+        "SPOOL_PATH": str(tmp_path / "spool.db"),
+        "EVENT_FILE": str(tmp_path / "events.jsonl"),
+        "EVENT_BUFFER_PATH": str(tmp_path / "event-buffer.db"),
+        "LOGSTASH_HOST": "",
+        "CONFIG_REFRESH_SECONDS": "0.2",
+    }
+
+
+@pytest.fixture
+def config(overrides: dict[str, str]) -> Config:
+    return load_config({**os.environ, **overrides})
+
+
+@pytest.fixture
+def db(config: Config) -> Iterator[Database]:
+    database = Database(config.mysql)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def repo(db: Database, config: Config) -> ExperimentRepository:
+    return ExperimentRepository(db, config.model_files)
+
+
+@pytest.fixture
+def make_experiment(repo: ExperimentRepository):
+    """Create a running experiment with a unique name; returns its name."""
+
+    def make(weights: tuple[float, ...] = (50, 50), models: tuple[str, ...] | None = None, **kwargs) -> str:
+        name = f"exp-{secrets.token_hex(4)}"
+        names = ["control", "variation"] + [f"variation-{i}" for i in range(2, len(weights))]
+        models = models or ("logreg",) * len(weights)
+        variants = [VariantSpec(n, w, m) for n, w, m in zip(names, weights, models)]
+        repo.create(name, variants, actor="test", status=kwargs.pop("status", ExperimentStatus.RUNNING), **kwargs)
+        return name
+
+    return make
+
+
+@pytest.fixture
+def app(overrides: dict[str, str]):
+    app = create_app(overrides)
+    yield app
+    app.extensions["ml_api"].events.close()
+    app.extensions["ml_api"].db.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@dataclass
+class Gateway:
+    """A real gunicorn process serving the app on a free loopback port."""
+
+    url: str
+    process: subprocess.Popen
+    env: dict[str, str]
+    log_path: Path
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def post(self, path: str, body: dict, **kwargs) -> requests.Response:
+        return self.session.post(self.url + path, json=body, timeout=10, **kwargs)
+
+    def get(self, path: str) -> requests.Response:
+        return self.session.get(self.url + path, timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_gateway(overrides: dict[str, str], tmp_path: Path, workers: int = 2) -> Gateway:
+    port = free_port()
+    env = {
+        **os.environ,
+        **overrides,
+        "API_HOST": "127.0.0.1",
+        "API_PORT": str(port),
+        "GUNICORN_WORKERS": str(workers),
+        "GUNICORN_PIDFILE": str(tmp_path / "gunicorn.pid"),
+        "METRICS_DIR": str(tmp_path / "prometheus"),
+        "PYTHONPATH": str(PROJECT_ROOT),
+    }
+    log_path = tmp_path / "gunicorn.log"
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "-c", "ml_api/gunicorn.conf.py", "ml_api:create_app()"],
+        cwd=PROJECT_ROOT, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
+    )
+    gateway = Gateway(url=f"http://127.0.0.1:{port}", process=process, env=env, log_path=log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited: {log_path.read_text()[-2000:]}")
+        try:
+            if gateway.get("/health").status_code == 200:
+                return gateway
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    gateway.stop()
+    raise RuntimeError(f"gunicorn did not answer in time: {log_path.read_text()[-2000:]}")
+
+
+@pytest.fixture
+def gateway(overrides: dict[str, str], tmp_path: Path) -> Iterator[Gateway]:
+    gw = start_gateway(overrides, tmp_path)
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[str]:
+    """A redis-server of this test alone on a free port (so the test may stop it)."""
+    port = free_port()
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed (make test installs it)")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)

@@ -1,0 +1,131 @@
+"""Events from a real gunicorn gateway to a loopback listener that speaks what Logstash's
+tcp input with the json_lines codec speaks: one JSON document per line over TCP."""
+
+import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import jsonschema
+import pytest
+import requests
+
+from tests.conftest import free_port, start_gateway
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "logstash" / "event.schema.json").read_text())
+IRIS = [6.3, 2.9, 5.6, 1.8]
+
+
+class JsonLinesListener:
+    """A minimal Logstash tcp/json_lines stand-in that can be stopped and started again."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.events: list[dict] = []
+        self._lock = threading.Lock()
+        self._server: socket.socket | None = None
+
+    def start(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self._server.settimeout(0.2)
+        self._running = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def stop(self) -> None:
+        self._running = False
+        self._server.close()
+
+    def _accept(self) -> None:
+        while self._running:
+            try:
+                conn, _ = self._server.accept()
+            except (TimeoutError, OSError):
+                continue
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as lines:
+            for line in lines:
+                with self._lock:
+                    self.events.append(json.loads(line))
+
+    def wait_for(self, predicate, timeout: float = 30) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                events = list(self.events)
+            if predicate(events):
+                return events
+            time.sleep(0.1)
+        return events
+
+
+def by_action(events: list[dict], action: str) -> list[dict]:
+    return [e for e in events if e["event"]["action"] == action]
+
+
+@pytest.fixture
+def listener():
+    server = JsonLinesListener(free_port())
+    yield server
+    if server._server is not None:
+        server.stop()
+
+
+@pytest.fixture
+def shipping_gateway(overrides, listener, tmp_path):
+    gateway = start_gateway({**overrides, "LOGSTASH_HOST": "127.0.0.1", "LOGSTASH_PORT": str(listener.port)}, tmp_path)
+    yield gateway
+    gateway.stop()
+
+
+def predict(gateway, experiment: str, user_id: str) -> requests.Response:
+    return gateway.post("/predict", {"user_id": user_id, "experiment": experiment, "features": IRIS})
+
+
+def test_every_request_yields_exactly_one_valid_event(listener, shipping_gateway, make_experiment):
+    listener.start()
+    experiment = make_experiment((50, 50), models=("logreg", "forest"))
+    served = [predict(shipping_gateway, experiment, f"contract-{i}").json() for i in range(40)]
+    feedback = shipping_gateway.post("/feedback", {"request_id": served[0]["request_id"], "outcome": True})
+    assert feedback.status_code == 202
+    bad = shipping_gateway.post("/predict", {"features": IRIS, "experiment": experiment})
+    assert bad.status_code == 400
+
+    events = listener.wait_for(lambda ev: len(ev) >= 42)
+    time.sleep(1)  # anything beyond the expected 42 would be a duplicate: let it arrive
+    events = listener.events
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    for event in events:
+        assert not list(validator.iter_errors(event)), event
+    predicts = by_action(events, "predict")
+    assert sorted(e["http"]["request"]["id"] for e in predicts) == sorted(s["request_id"] for s in served)
+    assert len(by_action(events, "feedback")) == 1
+    errors = by_action(events, "error")
+    assert len(errors) == 1 and errors[0]["http"]["response"]["status_code"] == 400
+    assert len(events) == 42
+    for event, answer in zip(sorted(predicts, key=lambda e: e["http"]["request"]["id"]),
+                             sorted(served, key=lambda s: s["request_id"])):
+        assert event["experiment"]["variant"] == answer["variant"]
+        assert event["model"]["name"] == answer["model"]["name"]
+        assert event["prediction"]["label"] == answer["prediction"]
+        assert "id" not in event["user"]  # raw ids only with LOG_RAW_USER_ID=true
+
+
+def test_events_wait_on_disk_while_logstash_is_down(listener, shipping_gateway, make_experiment):
+    experiment = make_experiment()
+    users = [f"durable-{i}" for i in range(1000)]
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda u: predict(shipping_gateway, experiment, u), users))
+    elapsed = time.monotonic() - started
+    assert [a.status_code for a in answers] == [200] * len(users)
+    request_ids = {a.json()["request_id"] for a in answers}
+
+    listener.start()  # Logstash comes back
+    events = listener.wait_for(lambda ev: request_ids <= {e["http"]["request"]["id"] for e in by_action(ev, "predict")})
+    delivered = {e["http"]["request"]["id"] for e in by_action(events, "predict")}
+    missing = request_ids - delivered
+    assert not missing, f"{len(missing)} of {len(request_ids)} events lost (requests took {elapsed:.1f}s)"

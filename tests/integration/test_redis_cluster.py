@@ -1,0 +1,149 @@
+"""Both sticky stores on a real three-master Redis Cluster, started on loopback ports.
+
+The cluster client is built by ``ml_api.cache.create_redis`` with ``REDIS_CLUSTER=true``,
+as the gateway builds it, and the store contract of ``test_sharded_store.py`` runs on it.
+"""
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+import redis
+
+from assigner import RedisAssignmentStore
+from assigner.sharded_store import ShardedRedisAssignmentStore
+from ml_api.cache import create_redis
+from ml_api.config import load_config
+from tests.integration.test_sharded_store import (  # the shared store contract, rerun here
+    STORES,
+    test_concurrent_first_claims_agree_on_one_winner,
+    test_experiments_are_separate,
+    test_first_claim_wins_and_later_claims_read_it,
+    test_put_overwrites,
+    test_put_without_a_claim_stores,
+    test_unicode_user_ids_and_many_variants,
+    test_user_ids_with_separators_cannot_reach_other_entries,
+)
+
+MASTERS = 3
+START_SECONDS = 15
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (client ports and cluster-bus ports)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def wait_until(check, what: str, deadline: float) -> None:
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"redis cluster: {what} not reached in {START_SECONDS}s")
+        time.sleep(0.05)
+
+
+def answers(port: int) -> bool:
+    try:
+        return redis.Redis(port=port, socket_timeout=0.5).ping()
+    except redis.ConnectionError:
+        return False
+
+
+def cluster_ok(port: int) -> bool:
+    return redis.Redis(port=port).cluster("info").get("cluster_state") == "ok"
+
+
+@pytest.fixture(scope="module")
+def cluster_url() -> Iterator[str]:
+    """A three-master cluster of this module alone; processes and files removed after."""
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        pytest.fail("redis-server and redis-cli are needed (make test installs them)")
+    ports = free_ports(2 * MASTERS)
+    client_ports, bus_ports = ports[:MASTERS], ports[MASTERS:]
+    workdir = Path(tempfile.mkdtemp(prefix="redis-cluster-"))
+    processes: list[subprocess.Popen] = []
+    try:
+        for port, bus in zip(client_ports, bus_ports):
+            node_dir = workdir / str(port)
+            node_dir.mkdir()
+            processes.append(subprocess.Popen(
+                [server, "--port", str(port), "--cluster-port", str(bus), "--bind", "127.0.0.1",
+                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--dir", str(node_dir),
+                 "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))
+        deadline = time.monotonic() + START_SECONDS
+        for port in client_ports:
+            wait_until(lambda: answers(port), f"node {port} answering", deadline)
+        subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in client_ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=START_SECONDS,
+        )
+        for port in client_ports:
+            wait_until(lambda: cluster_ok(port), f"cluster_state:ok on {port}", deadline)
+        yield f"redis://127.0.0.1:{client_ports[0]}/0"
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster_client(cluster_url: str) -> Iterator[redis.RedisCluster]:
+    client = create_redis(load_config({"REDIS_URL": cluster_url, "REDIS_CLUSTER": "true"}))
+    assert isinstance(client, redis.RedisCluster)
+    yield client
+    client.close()
+
+
+@pytest.fixture(params=list(STORES))
+def store(request, cluster_client):
+    """Overrides the contract's ``store``: the same tests, on the cluster."""
+    return STORES[request.param](cluster_client, f"cluster-{request.node.name}")
+
+
+def test_the_cluster_has_three_masters(cluster_client):
+    masters = {node.name for node in cluster_client.get_primaries()}
+    assert len(masters) == MASTERS
+
+
+def test_sharded_store_spreads_users_over_every_master(cluster_client):
+    store = ShardedRedisAssignmentStore(cluster_client, "cluster-spread", shards=64)
+    for i in range(300):
+        assert store.claim(1, f"u{i}", "control" if i % 2 else "variation") is None
+    nodes = {cluster_client.get_node_from_key(store.locate(1, f"u{i}")[0]).name for i in range(300)}
+    assert len(nodes) == MASTERS
+    assert [store.claim(1, f"u{i}", "x") for i in range(300)] == [
+        "control" if i % 2 else "variation" for i in range(300)
+    ]
+
+
+def test_each_script_call_names_keys_of_one_slot(cluster_client):
+    """The claim and put scripts take exactly one key, so they never hit CROSSSLOT."""
+    store = ShardedRedisAssignmentStore(cluster_client, "cluster-slots")
+    for name in ("CLAIM", "PUT"):
+        script = getattr(ShardedRedisAssignmentStore, name)
+        assert "KEYS[1]" in script and "KEYS[2]" not in script
+    key, _ = store.locate(7, "u")
+    assert cluster_client.keyslot(key) == cluster_client.cluster_keyslot(key)
+    store.put(7, "u", "variation")
+    assert store.claim(7, "u", "control") == "variation"
+
+
+def test_keys_store_writes_one_key_per_user_on_its_own_slot(cluster_client):
+    store = RedisAssignmentStore(cluster_client, "cluster-keys")
+    store.claim(2, "u-1", "control")
+    assert cluster_client.get(store.key(2, "u-1")) == b"control"

@@ -1,0 +1,140 @@
+"""Both sticky stores against a real Redis: one contract, then the sharded layout itself.
+
+The contract tests take a ``store`` fixture; ``test_redis_cluster.py`` runs the same
+functions against a Redis Cluster by overriding that fixture.
+"""
+
+import threading
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from assigner import RedisAssignmentStore, StoreUnavailable
+from assigner.sharded_store import FIELD_BYTES, ShardedRedisAssignmentStore
+
+STORES = {"keys": RedisAssignmentStore, "sharded": ShardedRedisAssignmentStore}
+
+
+@pytest.fixture(params=list(STORES))
+def store(request, redis_client, redis_prefix):
+    return STORES[request.param](redis_client, redis_prefix)
+
+
+@pytest.fixture
+def sharded(redis_client, redis_prefix) -> ShardedRedisAssignmentStore:
+    return ShardedRedisAssignmentStore(redis_client, redis_prefix)
+
+
+def test_first_claim_wins_and_later_claims_read_it(store):
+    assert store.claim(1, "u1", "control") is None
+    assert store.claim(1, "u1", "variation") == "control"
+    assert store.claim(1, "u1", "control") == "control"
+
+
+def test_put_overwrites(store):
+    store.claim(1, "u1", "control")
+    store.put(1, "u1", "variation")
+    assert store.claim(1, "u1", "control") == "variation"
+
+
+def test_put_without_a_claim_stores(store):
+    store.put(3, "u3", "variation-2")
+    assert store.claim(3, "u3", "control") == "variation-2"
+
+
+def test_experiments_are_separate(store):
+    store.claim(1, "u1", "control")
+    assert store.claim(2, "u1", "variation") is None
+    assert store.claim(1, "u1", "variation") == "control"
+
+
+def test_user_ids_with_separators_cannot_reach_other_entries(store):
+    """``1:u1`` in experiment 1 must not be user ``u1`` of experiment ``1:1``."""
+    store.claim(1, "u1", "control")
+    assert store.claim(1, "1:u1", "variation") is None
+    assert store.claim(11, "u1", "variation") is None
+    assert store.claim(1, "u1:", "variation") is None
+    assert store.claim(1, "u1", "x") == "control"
+
+
+def test_unicode_user_ids_and_many_variants(store):
+    names = [f"v{i}" for i in range(12)]
+    for i, name in enumerate(names):
+        assert store.claim(5, f"usér-{i}-✓", name) is None
+    assert [store.claim(5, f"usér-{i}-✓", "other") for i in range(len(names))] == names
+
+
+def test_concurrent_first_claims_agree_on_one_winner(store):
+    """Eight threads race to claim the same users: exactly one candidate wins per user."""
+    users = [f"race-{i}" for i in range(200)]
+    answers: dict[str, list[str | None]] = {u: [] for u in users}
+    lock = threading.Lock()
+
+    def claim_all(candidate: str) -> None:
+        for user in users:
+            previous = store.claim(9, user, candidate)
+            with lock:
+                answers[user].append(candidate if previous is None else f"saw:{previous}")
+
+    threads = [threading.Thread(target=claim_all, args=(f"variant-{t}",)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for user, seen in answers.items():
+        winners = [a for a in seen if not a.startswith("saw:")]
+        assert len(winners) == 1, (user, seen)
+        assert {a for a in seen if a.startswith("saw:")} <= {f"saw:{winners[0]}"}
+
+
+@pytest.mark.parametrize("store_class", list(STORES.values()), ids=list(STORES))
+def test_unreachable_redis_raises_store_unavailable(store_class):
+    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    with pytest.raises(StoreUnavailable):
+        store_class(client, "p").claim(1, "u", "control")
+    with pytest.raises(StoreUnavailable):
+        store_class(client, "p").put(1, "u", "control")
+
+
+def test_sharded_layout_is_one_listpack_hash_per_shard(sharded, redis_client, redis_prefix):
+    for i in range(100):
+        sharded.claim(4, f"user-{i}", "control" if i % 3 else "variation")
+    keys = list(redis_client.scan_iter(match=f"{redis_prefix}:sticky-shard:4:*"))
+    assert keys and all(redis_client.type(k) == b"hash" for k in keys)
+    assert all(redis_client.object("encoding", k) == b"listpack" for k in keys)
+    key, field = sharded.locate(4, "user-0")
+    assert len(field) == FIELD_BYTES
+    index = redis_client.hget(key, field)
+    assert redis_client.hget(key, bytes([int(index)])) == b"variation"
+
+
+def test_users_sharing_a_shard_keep_their_own_variants(redis_client, redis_prefix):
+    single = ShardedRedisAssignmentStore(redis_client, redis_prefix, shards=1)
+    for i in range(300):  # also past 128 fields, where Redis converts the listpack
+        assert single.claim(1, f"u{i}", ("a", "b", "c")[i % 3]) is None
+    assert [single.claim(1, f"u{i}", "z") for i in range(300)] == [("a", "b", "c")[i % 3] for i in range(300)]
+    assert len(redis_client.keys(f"{redis_prefix}:sticky-shard:1:*")) == 1
+
+
+def test_a_damaged_index_reads_as_no_variant_and_put_repairs_it(sharded, redis_client):
+    sharded.claim(6, "u", "control")
+    key, field = sharded.locate(6, "u")
+    redis_client.hset(key, field, 42)
+    damaged = sharded.claim(6, "u", "control")
+    assert damaged == "#42"  # not a variant name: the facade asks the durable record
+    sharded.put(6, "u", "control")
+    assert sharded.claim(6, "u", "variation") == "control"
+
+
+def test_a_flushed_shard_starts_over(sharded, redis_client):
+    sharded.claim(8, "u", "variation")
+    redis_client.delete(sharded.locate(8, "u")[0])
+    assert sharded.claim(8, "u", "control") is None
+    assert sharded.claim(8, "u", "variation") == "control"
+
+
+def test_shard_count_must_be_positive(redis_client):
+    with pytest.raises(ValueError):
+        ShardedRedisAssignmentStore(redis_client, "p", shards=0)

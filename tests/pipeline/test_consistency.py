@@ -1,0 +1,254 @@
+"""Schema, index template, pipeline, Kibana objects, compose and api.env name the same things."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from ml_api import elastic
+from . import logstash_config
+from .project import ROOT, leaf_fields
+
+NUMERIC = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float"}
+AGGREGATABLE = NUMERIC | {"keyword", "boolean", "date"}
+# Fields Logstash itself may add; the gateway never sends them.
+PIPELINE_ONLY_FIELDS = {"tags"}
+# JSON schema type -> mapping types that index it faithfully.
+SCHEMA_TO_MAPPING = {
+    "string": {"keyword"},
+    "integer": {"long", "integer", "short"},
+    "number": {"float", "double", "scaled_float", "half_float"},
+    "boolean": {"boolean"},
+}
+# Lens column dataType -> mapping types it can come from.
+LENS_TO_MAPPING = {"string": {"keyword"}, "number": NUMERIC, "boolean": {"boolean"}, "date": {"date"}}
+# Lens metrics that only work on a numeric field (unique_count, count work on any).
+NUMERIC_METRICS = {"average", "sum", "min", "max", "median", "percentile", "percentile_rank", "standard_deviation"}
+KQL_FIELD = re.compile(r"([A-Za-z_@][\w.@]*)\s*:")
+
+
+def schema_type(definition: dict[str, Any]) -> set[str]:
+    """The JSON types a schema leaf allows (enum and const leaves are strings here)."""
+    if "type" in definition:
+        kinds = definition["type"]
+        return set(kinds) if isinstance(kinds, list) else {kinds}
+    values = definition.get("enum", [definition.get("const")])
+    assert all(isinstance(v, str) for v in values), definition
+    return {"string"}
+
+
+def test_schema_and_template_have_the_same_fields(event_schema, template_fields) -> None:
+    schema_fields = set(leaf_fields(event_schema["properties"]))
+    assert schema_fields - set(template_fields) == set(), "in the schema, not mapped"
+    assert set(template_fields) - schema_fields - PIPELINE_ONLY_FIELDS == set(), "mapped, not in the schema"
+
+
+def test_template_types_fit_the_schema_types(event_schema, template_fields) -> None:
+    for path, definition in leaf_fields(event_schema["properties"]).items():
+        mapped = template_fields[path]["type"]
+        if path == "@timestamp":
+            assert mapped == "date"
+        elif schema_type(definition) == {"string", "number"}:
+            assert mapped == "keyword", f"{path}: a label of either type is one keyword field"
+        else:
+            (kind,) = schema_type(definition)
+            assert mapped in SCHEMA_TO_MAPPING[kind], f"{path}: {kind} mapped as {mapped}"
+
+
+def test_template_maps_nothing_as_text(template_fields) -> None:
+    assert {p: f["type"] for p, f in template_fields.items() if f["type"] not in AGGREGATABLE} == {}
+
+
+def test_template_is_not_dynamic_and_uses_the_ilm_policy(index_template) -> None:
+    mappings = index_template["template"]["mappings"]
+    assert mappings["dynamic"] in (False, "false", "strict")
+    assert index_template["template"]["settings"]["index"]["lifecycle"]["name"] == elastic.POLICY_NAME
+
+
+def test_ilm_policy_deletes_after_the_configured_retention() -> None:
+    policy = elastic.load_policy(12)
+    assert policy["phases"]["delete"]["min_age"] == "12d"
+    assert "delete" in policy["phases"]["delete"]["actions"]
+    assert elastic.load_policy(30)["phases"]["delete"]["min_age"] == "30d"
+
+
+def _lens_objects(saved_objects):
+    return [obj for obj in saved_objects if obj["type"] == "lens"]
+
+
+def _lens_fields(lens: dict[str, Any]) -> dict[str, str]:
+    """Field -> the kind of field a Lens object needs there ("any" when only aggregatable)."""
+    state = lens["attributes"]["state"]
+    fields: dict[str, str] = {}
+    for layer in state["datasourceStates"]["formBased"]["layers"].values():
+        for column in layer["columns"].values():
+            if column.get("sourceField", "___records___") == "___records___":
+                pass
+            elif column["isBucketed"]:
+                fields[column["sourceField"]] = column["dataType"]
+            elif column["operationType"] in NUMERIC_METRICS:
+                fields[column["sourceField"]] = "number"
+            else:
+                fields[column["sourceField"]] = "any"
+            if column.get("filter"):
+                fields.update(dict.fromkeys(KQL_FIELD.findall(column["filter"]["query"]), "query"))
+    fields.update(dict.fromkeys(KQL_FIELD.findall(state["query"]["query"]), "query"))
+    return fields
+
+
+def test_every_field_kibana_uses_is_mapped_and_aggregatable(saved_objects, template_fields) -> None:
+    lenses = _lens_objects(saved_objects)
+    assert lenses
+    for lens in lenses:
+        for field, data_type in _lens_fields(lens).items():
+            title = lens["attributes"]["title"]
+            assert field in template_fields, f"{title}: {field} is not in the index template"
+            mapped = template_fields[field]["type"]
+            assert mapped in AGGREGATABLE, f"{title}: {field} is {mapped}"
+            if data_type not in ("query", "any"):
+                assert mapped in LENS_TO_MAPPING[data_type], f"{title}: {field} is {mapped}, Lens says {data_type}"
+
+
+def test_data_view_time_field_is_a_date(saved_objects, template_fields) -> None:
+    (data_view,) = [obj for obj in saved_objects if obj["type"] == "index-pattern"]
+    assert template_fields[data_view["attributes"]["timeFieldName"]]["type"] == "date"
+
+
+def test_index_name_template_data_view_and_cli_agree(saved_objects, index_template) -> None:
+    pipeline = logstash_config.parse((ROOT / "logstash" / "pipeline" / "abtest.conf").read_text())
+    (output,) = pipeline["output"]
+    index = output.settings["index"]
+    assert index == "abtest-events-%{+YYYY.MM.dd}"
+    daily_index = index.replace("%{+YYYY.MM.dd}", "2026.11.23")
+    assert any(fnmatch.fnmatchcase(daily_index, p) for p in index_template["index_patterns"])
+    (data_view,) = [obj for obj in saved_objects if obj["type"] == "index-pattern"]
+    assert [data_view["attributes"]["title"]] == index_template["index_patterns"]
+    assert elastic.INDEX_PATTERN == data_view["attributes"]["title"]
+
+
+# --- docker-compose.yml against api.env -------------------------------------------
+
+def _container_ports(service: dict[str, Any]) -> set[int]:
+    """Container-side port of every published port ("127.0.0.1:8000:8000" -> 8000)."""
+    return {int(str(p).split(":")[-1].split("/")[0]) for p in service.get("ports", [])}
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    environment = service.get("environment", {})
+    if isinstance(environment, list):
+        environment = dict(item.split("=", 1) for item in environment)
+    return {k: str(v) for k, v in environment.items()}
+
+
+def test_published_ports_match_api_env(compose, api_env) -> None:
+    services = compose["services"]
+    assert int(api_env["API_PORT"]) in _container_ports(services["api"])
+    assert int(api_env["LOGSTASH_PORT"]) in _container_ports(services["logstash"])
+
+
+def test_gateway_services_read_api_env_and_point_at_services(compose, api_env) -> None:
+    services = compose["services"]
+    for name in ("api", "es-setup"):
+        service = services[name]
+        assert service["env_file"] in ("api.env", ["api.env"])
+        environment = _environment(service)
+        assert set(environment) <= set(api_env) | {"ELASTICSEARCH_URL"}, "an override api.env does not have"
+        assert environment["API_HOST"] == "0.0.0.0"
+        assert environment["MYSQL_HOST"] in services
+        assert environment["LOGSTASH_HOST"] in services
+        for url in (environment["REDIS_URL"], environment["ELASTICSEARCH_URL"]):
+            assert urlsplit(url).hostname in services, url
+    redis_url = urlsplit(_environment(services["api"])["REDIS_URL"])
+    assert (redis_url.scheme, redis_url.port) == ("redis", 6379)
+
+
+def test_other_urls_point_at_services_and_ports(compose, api_env) -> None:
+    services = compose["services"]
+    kibana = urlsplit(_environment(services["kibana-import"])["KIBANA_URL"])
+    assert kibana.hostname in services and kibana.port in _container_ports(services["kibana"])
+    logstash_es = urlsplit(_environment(services["logstash"])["ELASTICSEARCH_URL"])
+    assert logstash_es.hostname in services and logstash_es.port in _container_ports(services["elasticsearch"])
+    command = services["locust"]["command"]
+    locust_host = urlsplit(command[command.index("--host") + 1])
+    assert locust_host.hostname == "api" and locust_host.port == int(api_env["API_PORT"])
+    assert "/app/loadtest/locustfile.py" in command
+
+
+def test_mysql_service_gets_credentials_schema_and_config(compose) -> None:
+    mysql = compose["services"]["mysql"]
+    assert mysql["env_file"] in ("api.env", ["api.env"])
+    volumes = mysql["volumes"]
+    assert any(v.startswith("./mysql/schema.sql:/docker-entrypoint-initdb.d/") for v in volumes)
+    assert "./mysql/conf.d:/etc/mysql/conf.d:ro" in volumes
+    assert list((ROOT / "mysql" / "conf.d").glob("*.cnf"))
+
+
+def test_elastic_images_share_one_pinned_version(compose) -> None:
+    tags = {
+        name: service["image"].split(":", 1)[1]
+        for name, service in compose["services"].items()
+        if service.get("image", "").startswith("docker.elastic.co/")
+    }
+    assert set(tags) == {"elasticsearch", "logstash", "kibana"}
+    assert len(set(tags.values())) == 1, tags
+    assert re.fullmatch(r"\$\{ELASTIC_VERSION:-\d+\.\d+\.\d+\}", next(iter(tags.values())))
+
+
+def test_every_image_is_pinned(compose) -> None:
+    for name, service in compose["services"].items():
+        image = service["image"]
+        if "build" in service:
+            continue
+        repository, _, tag = image.partition(":")
+        assert repository and re.search(r"\d+\.\d+\.\d+", tag), f"{name}: {image} is not pinned"
+
+
+def test_long_running_services_have_health_checks_and_ordered_starts(compose) -> None:
+    services = compose["services"]
+    one_shots = {name for name, s in services.items() if s.get("restart") == "no"}
+    assert one_shots == {"es-setup", "kibana-import"}
+    for name, service in services.items():
+        if name not in one_shots:
+            assert "healthcheck" in service, f"{name} has no health check"
+        for dependency, rule in service.get("depends_on", {}).items():
+            assert dependency in services
+            condition = rule["condition"]
+            if condition == "service_healthy":
+                assert "healthcheck" in services[dependency]
+            elif condition == "service_completed_successfully":
+                assert dependency in one_shots
+            else:
+                assert condition == "service_started"
+
+
+def test_state_lives_in_named_volumes(compose) -> None:
+    declared = set(compose["volumes"])
+    used = {
+        volume.split(":")[0]
+        for service in compose["services"].values()
+        for volume in service.get("volumes", [])
+        if not volume.startswith(".")
+    }
+    assert used == declared
+    assert {"mysql-data", "es-data", "logstash-data", "gateway-var"} <= declared
+
+
+@pytest.mark.parametrize("name", ["api", "es-setup", "kibana-import"])
+def test_gateway_jobs_run_the_project_image(compose, name) -> None:
+    service = compose["services"][name]
+    assert service["build"] == "." and service["image"] == compose["services"]["api"]["image"]
+
+
+def test_schema_constants_match_the_gateway(event_schema) -> None:
+    from assigner.domain import AssignmentSource
+    from ml_api import events
+
+    properties = event_schema["properties"]
+    assert properties["event"]["properties"]["dataset"]["const"] == events.DATASET
+    assert properties["service"]["properties"]["name"]["const"] == events.SERVICE_NAME
+    sources = properties["experiment"]["properties"]["assignment_source"]["enum"]
+    assert sorted(sources) == sorted(source.value for source in AssignmentSource)

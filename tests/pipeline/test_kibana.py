@@ -1,0 +1,187 @@
+"""The Kibana saved objects are a well-formed export, and the import step posts them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from .project import ROOT
+
+NDJSON = ROOT / "kibana" / "saved-objects.ndjson"
+PANELS = {
+    "Requests over time per variant",
+    "Traffic split per variant (users)",
+    "Latency p50 and p95 per variant",
+    "Error rate per variant",
+    "Fallback rate per variant",
+    "Distribution of predictions per variant",
+    "Outcome rate per variant",
+}
+
+
+def _by_id(saved_objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(obj["type"], obj["id"]): obj for obj in saved_objects}
+
+
+def test_every_line_is_a_json_object_and_export_details_count_them() -> None:
+    lines = NDJSON.read_text(encoding="utf-8").splitlines()
+    objects = [json.loads(line) for line in lines]
+    assert all(isinstance(obj, dict) for obj in objects)
+    *saved, details = objects
+    assert details["exportedCount"] == len(saved) and details["missingRefCount"] == 0
+
+
+def test_objects_carry_the_export_metadata_kibana_migrates_from(saved_objects) -> None:
+    ids = [(obj["type"], obj["id"]) for obj in saved_objects]
+    assert len(ids) == len(set(ids))
+    for obj in saved_objects:
+        assert {"attributes", "id", "type", "references", "coreMigrationVersion", "typeMigrationVersion"} <= set(obj)
+
+
+def test_data_view_has_a_fixed_id_and_the_time_field(saved_objects) -> None:
+    (data_view,) = [obj for obj in saved_objects if obj["type"] == "index-pattern"]
+    assert data_view["id"] == "abtest-events"
+    assert data_view["attributes"]["timeFieldName"] == "@timestamp"
+
+
+def test_every_reference_resolves_within_the_file(saved_objects) -> None:
+    known = _by_id(saved_objects)
+    for obj in saved_objects:
+        for reference in obj["references"]:
+            assert (reference["type"], reference["id"]) in known, f"{obj['id']} -> {reference}"
+
+
+def test_lens_layers_reference_the_data_view_and_their_own_columns(saved_objects) -> None:
+    for lens in (obj for obj in saved_objects if obj["type"] == "lens"):
+        state = lens["attributes"]["state"]
+        references = {ref["name"]: ref for ref in lens["references"]}
+        layers = state["datasourceStates"]["formBased"]["layers"]
+        for layer_id, layer in layers.items():
+            reference = references[f"indexpattern-datasource-layer-{layer_id}"]
+            assert reference["type"] == "index-pattern"
+            assert sorted(layer["columnOrder"]) == sorted(layer["columns"])
+            for column in layer["columns"].values():
+                order_by = column.get("params", {}).get("orderBy", {})
+                if order_by.get("type") == "column":
+                    assert order_by["columnId"] in layer["columns"]
+        for vis_layer in state["visualization"]["layers"]:
+            columns = layers[vis_layer["layerId"]]["columns"]
+            used = [*vis_layer.get("accessors", []), *vis_layer.get("metrics", []), *vis_layer.get("primaryGroups", [])]
+            used += [vis_layer[key] for key in ("xAccessor", "splitAccessor") if key in vis_layer]
+            assert used and set(used) <= set(columns), lens["id"]
+
+
+def test_dashboard_shows_every_panel_by_reference(saved_objects) -> None:
+    (dashboard,) = [obj for obj in saved_objects if obj["type"] == "dashboard"]
+    assert dashboard["attributes"]["title"] == "A/B experiment overview"
+    panels = json.loads(dashboard["attributes"]["panelsJSON"])
+    references = {ref["name"]: ref for ref in dashboard["references"]}
+    known = _by_id(saved_objects)
+    titles = set()
+    for panel in panels:
+        reference = references[f"{panel['panelIndex']}:{panel['panelRefName']}"]
+        assert reference["type"] == panel["type"] == "lens"
+        titles.add(known[("lens", reference["id"])]["attributes"]["title"])
+        assert panel["gridData"]["i"] == panel["panelIndex"]
+        assert panel["gridData"]["x"] + panel["gridData"]["w"] <= 48
+    assert titles == PANELS
+    json.loads(dashboard["attributes"]["optionsJSON"])
+    json.loads(dashboard["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
+
+
+# --- kibana/import_saved_objects.py ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def importer() -> ModuleType:
+    """The import script, loaded as a module."""
+    spec = importlib.util.spec_from_file_location("import_saved_objects", ROOT / "kibana" / "import_saved_objects.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class FakeKibana(BaseHTTPRequestHandler):
+    """Answers the status and import APIs; records what the import received."""
+
+    status_level = "available"
+    import_answer: dict[str, Any] = {"success": True, "successCount": 9}
+    received: list[tuple[str, Any, bytes]] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._reply({"status": {"overall": {"level": self.status_level}}})
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((self.path, self.headers, body))
+        self._reply(self.import_answer)
+
+    def _reply(self, answer: dict[str, Any]) -> None:
+        payload = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def kibana() -> Iterator[str]:
+    """A fake Kibana on a free loopback port, reset for each test."""
+    FakeKibana.received = []
+    FakeKibana.import_answer = {"success": True, "successCount": 9}
+    server = HTTPServer(("127.0.0.1", 0), FakeKibana)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_import_posts_the_ndjson_as_multipart_with_the_xsrf_header(importer, kibana) -> None:
+    assert importer.main([], {"KIBANA_URL": kibana}) == 0
+    ((path, headers, body),) = FakeKibana.received
+    assert path == "/api/saved_objects/_import?overwrite=true"
+    assert headers["kbn-xsrf"] == "true"
+    content_type, _, boundary = headers["Content-Type"].partition("; boundary=")
+    assert content_type == "multipart/form-data"
+    assert body.startswith(f"--{boundary}\r\n".encode()) and body.endswith(f"\r\n--{boundary}--\r\n".encode())
+    assert b'name="file"; filename="saved-objects.ndjson"' in body
+    assert NDJSON.read_bytes() in body
+
+
+def test_import_fails_when_kibana_reports_errors(importer, kibana) -> None:
+    FakeKibana.import_answer = {"success": False, "errors": [{"id": "abtest-latency", "error": {"type": "conflict"}}]}
+    assert importer.main([], {"KIBANA_URL": kibana}) == 1
+
+
+def test_waiting_gives_up_after_the_timeout(importer, monkeypatch) -> None:
+    monkeypatch.setattr(importer, "kibana_available", lambda base_url: False)
+    now = [0.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    with pytest.raises(TimeoutError):
+        importer.wait_for_kibana("http://kibana:5601", timeout_s=30, interval_s=5, clock=lambda: now[0], sleep=sleep)
+    assert sleeps == [5.0] * 6
+
+
+def test_kibana_that_is_still_starting_is_not_available(importer, kibana) -> None:
+    FakeKibana.status_level = "unavailable"
+    try:
+        assert importer.kibana_available(kibana) is False
+    finally:
+        FakeKibana.status_level = "available"
+    assert importer.kibana_available(kibana) is True

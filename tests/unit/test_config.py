@@ -1,0 +1,50 @@
+from pathlib import Path
+
+import pytest
+
+from ml_api.config import PROJECT_ROOT, ConfigError, load_config
+
+
+def write_env(tmp_path: Path, text: str) -> Path:
+    base = (PROJECT_ROOT / "api.env").read_text()
+    path = tmp_path / "api.env"
+    path.write_text(base + "\n" + text)
+    return path
+
+
+def test_api_env_parses_with_defaults():
+    config = load_config({})
+    assert (config.api_host, config.api_port) == ("127.0.0.1", 8000)
+    assert config.model_files == {"logreg": "iris-logreg-v1.joblib", "forest": "iris-forest-v1.joblib"}
+    assert config.model_dir == PROJECT_ROOT / "models"
+
+
+def test_environment_overrides_the_file():
+    config = load_config({"API_PORT": "9123", "MODEL_FOREST": "iris-forest-v2.joblib", "REDIS_CLUSTER": "true"})
+    assert config.api_port == 9123
+    assert config.model_files["forest"] == "iris-forest-v2.joblib"
+    assert config.redis_cluster is True
+
+
+def test_unrelated_environment_variables_are_ignored():
+    assert "name" not in load_config({"MODEL_NAME": "gpt"}).model_files
+
+
+def test_models_are_added_in_the_file(tmp_path):
+    config = load_config({}, write_env(tmp_path, "MODEL_SHADOW=shadow.joblib"))
+    assert config.model_files["shadow"] == "shadow.joblib"
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("API_PORT", "eighty", "API_PORT must be an integer"),
+    ("REDIS_CLUSTER", "maybe", "REDIS_CLUSTER must be true or false"),
+    ("DEFAULT_EXPERIMENT", "", "DEFAULT_EXPERIMENT must be set"),
+])
+def test_bad_settings_name_the_setting(name, value, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config({name: value})
+
+
+def test_missing_file_is_reported(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config({"API_ENV_FILE": str(tmp_path / "nope.env")})

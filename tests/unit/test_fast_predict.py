@@ -1,0 +1,108 @@
+"""The single-row forest path returns exactly what ``predict_proba`` returns."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+
+from ml_api.fast_predict import single_row_proba
+from ml_api.models import LoadedModel
+from scripts.train_models import DEMO_MODELS, SEED
+
+
+@pytest.fixture(scope="module")
+def iris_split() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The demo models' own train/test split (scripts/train_models.py)."""
+    iris = load_iris()
+    labels = iris.target_names[iris.target]
+    x_train, x_test, y_train, _ = train_test_split(
+        iris.data, labels, test_size=0.3, random_state=SEED, stratify=labels
+    )
+    return x_train, y_train, x_test
+
+
+@pytest.fixture(scope="module")
+def demo_forest(iris_split) -> RandomForestClassifier:
+    x_train, y_train, _ = iris_split
+    _, _, make = DEMO_MODELS["iris-forest-v1.joblib"]
+    return make().fit(x_train, y_train)
+
+
+def random_rows(x: np.ndarray, count: int, seed: int = 7) -> np.ndarray:
+    """Rows spread over (and beyond) the training range, plus rows sitting on split thresholds."""
+    rng = np.random.default_rng(seed)
+    low, high = x.min(axis=0), x.max(axis=0)
+    spread = rng.uniform(low - (high - low), high + (high - low), size=(count, x.shape[1]))
+    return np.vstack([spread, rng.normal(0, 1e6, size=(count // 10, x.shape[1]))])
+
+
+def threshold_rows(forest, x: np.ndarray) -> np.ndarray:
+    """Typical rows with one feature set exactly to a split threshold (the ``<=`` edge)."""
+    rows = []
+    for tree in forest.estimators_[:10]:
+        splits = tree.tree_.feature >= 0
+        for feature, threshold in zip(tree.tree_.feature[splits], tree.tree_.threshold[splits]):
+            row = np.median(x, axis=0)
+            row[feature] = threshold
+            rows.append(row)
+    return np.asarray(rows)
+
+
+def assert_same_as_sklearn(estimator, rows: np.ndarray) -> None:
+    fast = single_row_proba(estimator)
+    expected = estimator.predict_proba(rows)
+    for row, want in zip(rows, expected):
+        got = fast(row.reshape(1, -1))
+        assert np.array_equal(got, want), (row, got, want)
+
+
+def test_demo_forest_equals_predict_proba_on_the_iris_test_set(demo_forest, iris_split):
+    assert_same_as_sklearn(demo_forest, iris_split[2])
+
+
+def test_demo_forest_equals_predict_proba_on_random_and_threshold_rows(demo_forest, iris_split):
+    assert_same_as_sklearn(demo_forest, random_rows(iris_split[0], 2000))
+    assert_same_as_sklearn(demo_forest, threshold_rows(demo_forest, iris_split[0]))
+
+
+@pytest.mark.parametrize("forest", [
+    ExtraTreesClassifier(n_estimators=30, random_state=1),
+    RandomForestClassifier(n_estimators=7, max_depth=3, class_weight="balanced", random_state=2),
+    RandomForestClassifier(n_estimators=1, bootstrap=False, random_state=3),
+], ids=["extra-trees", "shallow-weighted", "single-tree"])
+def test_other_forests_and_integer_labels(forest, iris_split):
+    x_train, y_train, x_test = iris_split
+    forest.fit(x_train, np.unique(y_train, return_inverse=True)[1])
+    assert_same_as_sklearn(forest, np.vstack([x_test, random_rows(x_train, 300)]))
+
+
+def test_forests_take_the_flat_path(demo_forest):
+    """Guards against the fast path silently not being used (the equality tests pass either way)."""
+    assert type(single_row_proba(demo_forest)).__name__ == "_FlatForest"
+
+
+def test_other_estimators_keep_their_own_predict_proba(iris_split):
+    x_train, y_train, x_test = iris_split
+    model = LogisticRegression(max_iter=1000).fit(x_train, y_train)
+    fast = single_row_proba(model)
+    for row in x_test:  # one row at a time: BLAS may round a batch differently in the last bit
+        assert np.array_equal(fast(row.reshape(1, -1)), model.predict_proba(row.reshape(1, -1))[0])
+
+
+def test_wrong_width_and_float32_overflow_are_errors_like_sklearns(demo_forest):
+    fast = single_row_proba(demo_forest)
+    with pytest.raises(ValueError):
+        fast(np.ones((1, 3)))
+    with pytest.raises(ValueError):
+        fast(np.array([[1e300, 1.0, 1.0, 1.0]]))  # finite in float64, infinite in float32
+    with pytest.raises(ValueError):
+        demo_forest.predict_proba(np.array([[1e300, 1.0, 1.0, 1.0]]))
+
+
+def test_loaded_model_uses_the_same_numbers(demo_forest, tmp_path):
+    model = LoadedModel(name="forest", path=tmp_path / "forest.joblib", estimator=demo_forest)
+    prediction = model.predict([5.9, 3.0, 5.1, 1.8])
+    expected = demo_forest.predict_proba(np.array([[5.9, 3.0, 5.1, 1.8]]))[0]
+    assert list(prediction.probabilities.values()) == [float(p) for p in expected]

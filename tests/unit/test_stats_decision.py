@@ -1,0 +1,86 @@
+"""The decision rules on clear-cut cases, including the exact reason texts users will read."""
+
+from experiment_stats import (
+    GuardrailBreach,
+    SampleSize,
+    SrmResult,
+    compare_to_control,
+    decide,
+    sample_ratio_mismatch,
+    sample_size_cohen_h,
+)
+
+PLAN = sample_size_cohen_h(0.10, 0.01)  # 10 % -> 11 %: about 14,700 users per variant
+
+
+def _plan(users_per_variant):
+    """A plan for 10 % -> 11 % needing exactly this many users (keeps the expected texts readable)."""
+    return SampleSize(users_per_variant, float(users_per_variant), 0.10, 0.11, 0.05, 0.8, "cohen_h")
+
+
+def test_sample_ratio_mismatch_stops_the_experiment_first():
+    srm = SrmResult(statistic=23.9, p_value=1e-6, df=1, flagged=True, threshold=0.001, expected=(5e3, 5e3))
+    winning = compare_to_control((1_000, 10_000), {"B": (1_400, 10_000)})
+    breach = GuardrailBreach("fallback rate", 0.07, 0.05)
+    decision = decide(winning, plan=PLAN, srm=srm, guardrail_breaches=[breach])
+    assert decision.action == "stop"
+    assert decision.reason == "stop: sample ratio mismatch (p=1e-6)"
+
+
+def test_guardrail_breach_stops_the_experiment():
+    healthy_split = sample_ratio_mismatch([10_000, 10_000], [1, 1])
+    breaches = [GuardrailBreach("fallback rate", 0.07, 0.05), GuardrailBreach("p95 latency", 240, 200, " ms")]
+    decision = decide(compare_to_control((1_000, 10_000), {"B": (1_400, 10_000)}), srm=healthy_split,
+                      guardrail_breaches=breaches)
+    assert decision.action == "stop"
+    assert decision.reason == "stop: guardrail breached: fallback rate 7% > 5%; p95 latency 240 ms > 200 ms"
+
+
+def test_clear_winner_is_shipped_and_the_best_of_several_is_chosen():
+    results = compare_to_control((1_000, 10_000), {"B": (1_300, 10_000), "C": (1_400, 10_000), "D": (990, 10_000)})
+    decision = decide(results, plan=PLAN)
+    assert decision.action == "ship_variation" and decision.variant == "C"
+    assert decision.reason.startswith("ship C: rate 10% -> 14% (+4.00 pp, always-valid 95% CI ")
+
+
+def test_lower_is_better_flips_the_direction():
+    results = compare_to_control((1_000, 10_000), {"B": (700, 10_000)})
+    assert decide(results, plan=PLAN, higher_is_better=False).action == "ship_variation"
+    assert decide(results, plan=PLAN).action == "keep_control"
+
+
+def test_significantly_worse_variation_keeps_the_control():
+    decision = decide(compare_to_control((1_000, 10_000), {"B": (700, 10_000)}), plan=PLAN)
+    assert decision.action == "keep_control"
+    assert decision.reason.startswith("keep control: B is worse: rate 10% -> 7% (-3.00 pp")
+
+
+def test_effect_ruled_out_smaller_than_the_mde_keeps_the_control_early():
+    plan = SampleSize(50_000, 50_000.0, 0.10, 0.12, 0.05, 0.8, "classic")  # MDE +2 pp, plan not reached yet
+    decision = decide(compare_to_control((2_000, 20_000), {"B": (2_010, 20_000)}), plan=plan)
+    assert decision.action == "keep_control"
+    assert decision.reason.startswith("keep control: B has no effect as large as the MDE (always-valid CI -0.")
+    assert decision.reason.endswith(" pp, inside +/-2.00 pp)")
+
+
+def test_too_few_users_keeps_running_and_says_how_many_more():
+    results = compare_to_control((300, 3_000), {"B": (315, 3_000)})
+    decision = decide(results, plan=_plan(15_387))
+    assert decision.action == "keep_running"
+    assert decision.reason == "not enough data: about 12,400 more users per variant needed"
+    with_traffic = decide(results, plan=_plan(15_387), users_per_day_per_variant=2_000)
+    assert with_traffic.reason.endswith("needed (about 7 days at current traffic)")
+
+
+def test_planned_sample_reached_without_a_difference_keeps_the_control():
+    decision = decide(compare_to_control((1_500, 15_000), {"B": (1_540, 15_000)}), plan=_plan(14_000))
+    assert decision.action == "keep_control"
+    assert decision.reason == (
+        "keep control: no significant difference after 15,000 users per variant (planned 14,000)"
+    )
+
+
+def test_no_data_at_all_keeps_running():
+    decision = decide(compare_to_control((0, 0), {"B": (0, 0)}))
+    assert decision.action == "keep_running"
+    assert decision.reason == "not enough data: no significant difference yet after 0 users per variant"
