@@ -91,6 +91,18 @@ redis.call('HSET', KEYS[1], ARGV[1], index_of(KEYS[1], ARGV[2]))
 return false
 """
 
+    GET = """
+-- KEYS[1] - the user's shard hash
+-- ARGV[1] - the user's field (6 bytes of the digest of the user id)
+-- Returns the variant name stored for the user, or nil. Writes nothing.
+local stored = redis.call('HGET', KEYS[1], ARGV[1])
+local index = stored and tonumber(stored)
+if not index or index < 1 or index > 255 then
+    return false
+end
+return redis.call('HGET', KEYS[1], string.char(index))
+"""
+
     def __init__(
         self, client: "redis.Redis | redis.RedisCluster", prefix: str, shards: int = DEFAULT_SHARDS
     ) -> None:
@@ -100,6 +112,7 @@ return false
         self._shards = shards
         self._claim = client.register_script(self.CLAIM)
         self._put = client.register_script(self.PUT)
+        self._get = client.register_script(self.GET)
 
     def locate(self, experiment_id: int, user_id: str) -> tuple[str, bytes]:
         """The one place a user's shard key and field are computed."""
@@ -114,9 +127,13 @@ return false
     def put(self, experiment_id: int, user_id: str, variant: str) -> None:
         self._run(self._put, experiment_id, user_id, variant)
 
-    def _run(self, script, experiment_id: int, user_id: str, variant: str) -> object:
+    def get(self, experiment_id: int, user_id: str) -> str | None:
+        value = self._run(self._get, experiment_id, user_id)
+        return value.decode("utf-8") if isinstance(value, bytes) else value
+
+    def _run(self, script, experiment_id: int, user_id: str, *args: str) -> object:
         key, field = self.locate(experiment_id, user_id)
         try:
-            return script(keys=[key], args=[field, variant])
+            return script(keys=[key], args=[field, *args])
         except redis.RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc

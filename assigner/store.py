@@ -28,6 +28,9 @@ class AssignmentStore(Protocol):
     def put(self, experiment_id: int, user_id: str, variant: str) -> None:
         """Overwrite the user's cached variant (used to correct it from the durable record)."""
 
+    def get(self, experiment_id: int, user_id: str) -> str | None:
+        """The user's cached variant, or None; never stores anything."""
+
 
 class InMemoryAssignmentStore:
     """Reference implementation for unit tests and for reasoning about semantics."""
@@ -44,6 +47,9 @@ class InMemoryAssignmentStore:
 
     def put(self, experiment_id: int, user_id: str, variant: str) -> None:
         self._data[(experiment_id, user_id)] = variant
+
+    def get(self, experiment_id: int, user_id: str) -> str | None:
+        return self._data.get((experiment_id, user_id))
 
     def clear(self) -> None:
         """Forget everything, as a Redis FLUSHALL would."""
@@ -77,3 +83,10 @@ class RedisAssignmentStore:
             self._client.set(self.key(experiment_id, user_id), variant)
         except redis.RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+    def get(self, experiment_id: int, user_id: str) -> str | None:
+        try:
+            value = self._client.get(self.key(experiment_id, user_id))
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return value.decode("utf-8") if isinstance(value, bytes) else value

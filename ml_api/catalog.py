@@ -3,16 +3,21 @@
 Each worker checks a cheap fingerprint (``definitions_version``) at most every
 ``CONFIG_REFRESH_SECONDS`` and reloads all definitions when it moved, so a change made on
 any host reaches every worker within that interval plus one request. When MySQL is
-unreachable the last known definitions keep serving.
+unreachable the last known definitions keep serving; they are also kept in a local
+snapshot file, so a worker that starts while MySQL is away serves them too.
 """
 
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from assigner import Experiment
 from ml_api.db import Database, DatabaseUnavailable
+from ml_api.definitions import describe, from_description
 from ml_api.experiment_repo import definitions_version, load_experiments
 
 log = logging.getLogger(__name__)
@@ -23,8 +28,11 @@ class DefinitionsUnavailable(Exception):
 
 
 class ExperimentCatalog:
-    def __init__(self, db: Database, refresh_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, db: Database, refresh_seconds: float, snapshot_path: Path, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._db = db
+        self._snapshot_path = snapshot_path
         self._refresh_seconds = refresh_seconds
         self._clock = clock
         self._experiments: dict[str, Experiment] | None = None
@@ -61,7 +69,28 @@ class ExperimentCatalog:
                 if fingerprint != self._fingerprint or self._experiments is None:
                     self._experiments = load_experiments(conn)
                     self._fingerprint = fingerprint
+                    self._write_snapshot(self._experiments)
             self.last_error = None
         except DatabaseUnavailable as exc:
             self.last_error = f"MySQL unavailable, serving last known definitions: {exc}"
             log.warning(self.last_error)
+            if self._experiments is None:
+                self._experiments = self._read_snapshot()
+
+    def _write_snapshot(self, experiments: dict[str, Experiment]) -> None:
+        data = [describe(e) | {"id": e.id} for e in experiments.values()]
+        temporary = self._snapshot_path.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            self._snapshot_path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(json.dumps(data))
+            temporary.replace(self._snapshot_path)  # atomic: readers see the old or the new file
+        except OSError as exc:
+            log.warning("could not write the definitions snapshot %s: %s", self._snapshot_path, exc)
+
+    def _read_snapshot(self) -> dict[str, Experiment] | None:
+        try:
+            data = json.loads(self._snapshot_path.read_text())
+        except (OSError, ValueError):
+            return None
+        log.warning("serving experiment definitions from the snapshot %s", self._snapshot_path)
+        return {item["name"]: from_description(item) for item in data}

@@ -6,6 +6,7 @@ from typing import Any
 import redis
 from flask import Blueprint, request
 
+from assigner import StoreUnavailable
 from assigner.hashing import user_hash
 from ml_api.db import DatabaseUnavailable
 from ml_api.errors import ApiError
@@ -23,10 +24,7 @@ def feedback() -> tuple[dict[str, Any], int]:
     req = parse_feedback(json_body(request), svc.config.default_experiment, svc.config.max_user_id_length)
     experiment_name, user_id = resolve_user(svc, req)
     experiment = find_experiment(svc, experiment_name)
-    try:
-        variant = svc.recorder.find_assignment(experiment.id, user_id)
-    except DatabaseUnavailable:
-        raise ApiError(503, "database_unavailable", "the durable record is unreachable; retry shortly") from None
+    variant = assigned_variant(svc, experiment.id, user_id)
     if variant is None:
         raise ApiError(
             404, "not_assigned",
@@ -61,6 +59,23 @@ def feedback() -> tuple[dict[str, Any], int]:
         "outcome": req.outcome,
         "status": "accepted",
     }, 202
+
+
+def assigned_variant(svc: Services, experiment_id: int, user_id: str) -> str | None:
+    """The variant of the user's first exposure: MySQL's record, else the sticky cache.
+
+    With MySQL away the cache answers, and the outcome waits in the spool; with both
+    away nobody can tell the user's variant, so the caller is asked to retry (503).
+    """
+    try:
+        return svc.recorder.find_assignment(experiment_id, user_id)
+    except DatabaseUnavailable:
+        pass
+    try:
+        return svc.store.get(experiment_id, user_id)
+    except StoreUnavailable:
+        raise ApiError(503, "dependencies_unavailable",
+                       "neither MySQL nor Redis can tell this user's variant right now; retry shortly") from None
 
 
 def resolve_user(svc: Services, req: FeedbackRequest) -> tuple[str, str]:

@@ -62,15 +62,17 @@ class InstrumentedStore:
         return getattr(self._store, name)
 
     def claim(self, experiment_id: int, user_id: str, candidate: str) -> str | None:
-        try:
-            return self._store.claim(experiment_id, user_id, candidate)
-        except StoreUnavailable:
-            DEPENDENCY_ERRORS.labels("redis").inc()
-            raise
+        return self._counted("claim", experiment_id, user_id, candidate)
 
     def put(self, experiment_id: int, user_id: str, variant: str) -> None:
+        self._counted("put", experiment_id, user_id, variant)
+
+    def get(self, experiment_id: int, user_id: str) -> str | None:
+        return self._counted("get", experiment_id, user_id)
+
+    def _counted(self, operation: str, *args: Any) -> Any:
         try:
-            self._store.put(experiment_id, user_id, variant)
+            return getattr(self._store, operation)(*args)
         except StoreUnavailable:
             DEPENDENCY_ERRORS.labels("redis").inc()
             raise

@@ -55,7 +55,7 @@ def build_services(config: Config) -> Services:
         recorder=recorder,
         spool=spool,
         flusher=SpoolFlusher(spool, recorder.write_spooled, ready=lambda: _reachable(db)),
-        catalog=ExperimentCatalog(db, config.config_refresh_seconds),
+        catalog=ExperimentCatalog(db, config.config_refresh_seconds, config.definitions_snapshot_path),
         experiments=ExperimentRepository(db, models.names),
         models=models,
         events=create_emitter(

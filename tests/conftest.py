@@ -87,6 +87,7 @@ def overrides(mysql_database: str, redis_prefix: str, model_dir: Path, tmp_path:
         "REDIS_KEY_PREFIX": redis_prefix,
         "MODEL_DIR": str(model_dir),
         "SPOOL_PATH": str(tmp_path / "spool.db"),
+        "DEFINITIONS_SNAPSHOT_PATH": str(tmp_path / "definitions.json"),
         "EVENT_FILE": str(tmp_path / "events.jsonl"),
         "EVENT_BUFFER_PATH": str(tmp_path / "event-buffer.db"),
         "LOGSTASH_HOST": "",

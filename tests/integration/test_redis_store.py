@@ -51,3 +51,9 @@ def test_unreachable_redis_raises_store_unavailable():
     client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
     with pytest.raises(StoreUnavailable):
         RedisAssignmentStore(client, "p").claim(1, "u", "control")
+
+
+def test_get_reads_without_writing(store):
+    assert store.get(3, "u-get") is None
+    assert store.claim(3, "u-get", "variation") is None  # get did not store anything
+    assert store.get(3, "u-get") == "variation"

@@ -138,3 +138,11 @@ def test_a_flushed_shard_starts_over(sharded, redis_client):
 def test_shard_count_must_be_positive(redis_client):
     with pytest.raises(ValueError):
         ShardedRedisAssignmentStore(redis_client, "p", shards=0)
+
+
+def test_get_reads_without_writing(store):
+    assert store.get(3, "u-get") is None
+    assert store.claim(3, "u-get", "variation") is None  # get did not store anything
+    assert store.get(3, "u-get") == "variation"
+    store.put(3, "u-get", "control")
+    assert store.get(3, "u-get") == "control"
