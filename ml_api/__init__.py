@@ -11,7 +11,7 @@ from flask import Flask
 from ml_api import admin, docs, errors, experiments, feedback, health, metrics, predict, results
 from ml_api.config import load_config
 from ml_api.request_events import emit_error_events
-from ml_api.services import build_services, init_app
+from ml_api.services import Services, build_services, init_app
 
 
 def create_app(overrides: Mapping[str, str] | None = None) -> Flask:
@@ -29,4 +29,17 @@ def create_app(overrides: Mapping[str, str] | None = None) -> Flask:
     app.after_request(metrics.count_request)
     app.before_request(svc.flusher.ensure_started)
     app.before_request(svc.request_stats.ensure_started)
+    report_model_errors(svc)
     return app
+
+
+def report_model_errors(svc: Services) -> None:
+    """One error event per model that failed to load in this worker (e.g. after a reload)."""
+    for name, error in svc.models.errors.items():
+        svc.events.emit("error", {
+            "event.outcome": "failure",
+            "model.name": name,
+            "model.version": svc.models.models[name].version if name in svc.models.models else None,
+            "error.type": "model_load_error",
+            "error.message": error,
+        })

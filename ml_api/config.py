@@ -13,7 +13,7 @@ from dotenv import dotenv_values
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ENV_FILE = PROJECT_ROOT / "api.env"
 MODEL_PREFIX = "MODEL_"
-NOT_MODELS = {"MODEL_DIR"}
+NOT_MODELS = {"MODEL_DIR", "MODEL_TIMEOUT_MS", "MODEL_STATE_PATH"}
 STICKY_STORES = ("sharded", "keys")
 
 
@@ -48,6 +48,8 @@ class Config:
     admin_token: str
     model_dir: Path
     model_files: Mapping[str, str]
+    model_timeout_ms: float
+    model_state_path: Path
     max_body_bytes: int
     max_user_id_length: int
     redis_url: str
@@ -96,6 +98,8 @@ def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Con
         admin_token=get.str("ADMIN_TOKEN", allow_empty=True),
         model_dir=get.path("MODEL_DIR"),
         model_files=_model_files(raw),
+        model_timeout_ms=get.float("MODEL_TIMEOUT_MS"),
+        model_state_path=get.path("MODEL_STATE_PATH"),
         max_body_bytes=get.int("MAX_BODY_BYTES"),
         max_user_id_length=get.int("MAX_USER_ID_LENGTH"),
         redis_url=get.str("REDIS_URL"),

@@ -7,6 +7,7 @@ from flask import Blueprint
 
 from ml_api.catalog import DefinitionsUnavailable
 from ml_api.db import DatabaseUnavailable
+from ml_api.models import ModelRegistry
 from ml_api.services import services
 
 bp = Blueprint("health", __name__)
@@ -24,9 +25,7 @@ def ready() -> tuple[dict[str, Any], int]:
     svc = services()
     checks: dict[str, dict[str, Any]] = {}
 
-    models = {name: {"status": "ok", "version": m.version} for name, m in svc.models.models.items()}
-    models.update({name: {"status": "error", "error": error} for name, error in svc.models.errors.items()})
-    checks["models"] = {"status": "ok" if not svc.models.errors else "error", "models": models}
+    checks["models"] = model_status(svc.models)
 
     try:
         svc.redis.ping()
@@ -46,5 +45,28 @@ def ready() -> tuple[dict[str, Any], int]:
     except DefinitionsUnavailable as exc:
         checks["experiments"] = {"status": "error", "error": str(exc)}
 
-    ok = all(check["status"] == "ok" for check in checks.values())
-    return {"status": "ready" if ok else "not_ready", "checks": checks}, 200 if ok else 503
+    statuses = {check["status"] for check in checks.values()}
+    if statuses <= {"ok"}:
+        return {"status": "ready", "checks": checks}, 200
+    if statuses <= {"ok", "degraded"}:
+        return {"status": "degraded", "checks": checks}, 200
+    return {"status": "not_ready", "checks": checks}, 503
+
+
+def model_status(registry: ModelRegistry) -> dict[str, Any]:
+    """Per model: its version, and the load error if api.env names a file that failed.
+
+    "degraded": a file failed but the last good file of that model still serves.
+    """
+    models: dict[str, dict[str, Any]] = {}
+    for name in sorted(registry.names):
+        model, error = registry.models.get(name), registry.errors.get(name)
+        entry: dict[str, Any] = {"status": "ok" if error is None else "degraded" if model else "error"}
+        if model is not None:
+            entry["version"] = model.version
+        if error is not None:
+            entry["error"] = error
+        models[name] = entry
+    statuses = {entry["status"] for entry in models.values()}
+    overall = "error" if "error" in statuses else "degraded" if "degraded" in statuses else "ok"
+    return {"status": overall, "models": models}

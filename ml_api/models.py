@@ -5,8 +5,12 @@ A model file is a joblib bundle ``{"estimator": ..., "metadata": {...}}`` writte
 then the file name). Files are only ever loaded from inside ``MODEL_DIR``.
 """
 
+import json
 import logging
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -107,18 +111,60 @@ def load_model(name: str, model_dir: Path, file_name: str) -> LoadedModel:
 
 
 class ModelRegistry:
-    """All configured models of this worker, with the load error of each that failed."""
+    """All configured models of this worker.
 
-    def __init__(self, model_dir: Path, model_files: Mapping[str, str]) -> None:
+    Each successful load is remembered in a small state file (``MODEL_STATE_PATH``). When
+    the file api.env names cannot be loaded (a reload with a broken or missing file), the
+    last file that loaded for that name keeps serving, and the error stays visible in
+    ``errors`` (shown by /ready and sent as an event).
+    """
+
+    def __init__(self, model_dir: Path, model_files: Mapping[str, str], state_path: Path | None = None,
+                 timeout_seconds: float = 0.0, max_parallel: int = 4) -> None:
         self.model_dir = model_dir
         self.models: dict[str, LoadedModel] = {}
         self.errors: dict[str, str] = {}
+        self._state_path = state_path
+        self._timeout = timeout_seconds
+        self._executor = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="model") if timeout_seconds else None
+        last_good = self._read_state()
         for name, file_name in model_files.items():
             try:
                 self.models[name] = load_model(name, model_dir, file_name)
+                last_good[name] = file_name
             except ModelError as exc:
                 self.errors[name] = str(exc)
                 log.error("%s", exc)
+                self._load_last_good(name, file_name, last_good.get(name))
+        self._write_state(last_good)
+
+    def _load_last_good(self, name: str, wanted: str, previous: str | None) -> None:
+        if previous is None or previous == wanted:
+            return
+        try:
+            self.models[name] = load_model(name, self.model_dir, previous)
+            self.errors[name] += f"; still serving the last good file {previous!r}"
+        except ModelError as exc:
+            log.error("the last good file of model %r failed too: %s", name, exc)
+
+    def _read_state(self) -> dict[str, str]:
+        if self._state_path is None:
+            return {}
+        try:
+            return dict(json.loads(self._state_path.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def _write_state(self, last_good: dict[str, str]) -> None:
+        if self._state_path is None:
+            return
+        try:
+            self._state_path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self._state_path.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(last_good, sort_keys=True))
+            temporary.replace(self._state_path)
+        except OSError as exc:
+            log.warning("could not write the model state file %s: %s", self._state_path, exc)
 
     @property
     def names(self) -> set[str]:
@@ -130,3 +176,20 @@ class ModelRegistry:
         if model is None:
             raise ModelError(self.errors.get(name, f"model {name!r} is not configured in api.env"))
         return model
+
+    def predict_within_budget(self, model: LoadedModel, features: Sequence[float]) -> Prediction:
+        """Predict, but give up after MODEL_TIMEOUT_MS (the call may finish in the background).
+
+        Used for variations only: the caller falls back to control, so a hanging model
+        costs its users at most the budget. The pool is bounded, so hanging calls cannot
+        pile up threads; requests beyond it wait and time out as well.
+        """
+        if self._executor is None:
+            return model.predict(features)
+        future = self._executor.submit(model.predict, features)
+        try:
+            return future.result(timeout=self._timeout)
+        except FutureTimeout:
+            raise ModelError(
+                f"model {model.name!r} exceeded its time budget of {self._timeout * 1000:.0f} ms"
+            ) from None

@@ -107,7 +107,7 @@ def serve(
     model_name = experiment.variant(assignment.variant).model
     control_name = experiment.variant(experiment.default_variant).model
     try:
-        return (*predict_with(svc, model_name, req.features), False, None)
+        return (*predict_with(svc, model_name, req.features, budget=model_name != control_name), False, None)
     except ModelError as exc:
         if model_name == control_name:
             raise ApiError(503, "model_unavailable", str(exc)) from None
@@ -118,10 +118,13 @@ def serve(
         raise ApiError(503, "model_unavailable", f"{variant_error}; fallback failed too: {exc}") from None
 
 
-def predict_with(svc: Services, model_name: str, features: list[float]) -> tuple[LoadedModel, Prediction]:
+def predict_with(
+    svc: Services, model_name: str, features: list[float], budget: bool = False
+) -> tuple[LoadedModel, Prediction]:
+    """Predict with one model; ``budget`` applies MODEL_TIMEOUT_MS (variations only)."""
     model = svc.models.get(model_name)
     check_feature_count(model, features)
-    return model, model.predict(features)
+    return model, svc.models.predict_within_budget(model, features) if budget else model.predict(features)
 
 def check_feature_count(model: LoadedModel, features: list[float]) -> None:
     expected = model.n_features

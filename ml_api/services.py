@@ -45,7 +45,10 @@ def build_services(config: Config) -> Services:
     client = create_redis(config)
     spool = Spool(config.spool_path)
     recorder = Recorder(db, spool)
-    models = ModelRegistry(config.model_dir, config.model_files)
+    models = ModelRegistry(
+        config.model_dir, config.model_files, config.model_state_path,
+        timeout_seconds=config.model_timeout_ms / 1000, max_parallel=config.gunicorn_threads,
+    )
     return Services(
         config=config,
         db=db,

@@ -88,6 +88,7 @@ def overrides(mysql_database: str, redis_prefix: str, model_dir: Path, tmp_path:
         "MODEL_DIR": str(model_dir),
         "SPOOL_PATH": str(tmp_path / "spool.db"),
         "DEFINITIONS_SNAPSHOT_PATH": str(tmp_path / "definitions.json"),
+        "MODEL_STATE_PATH": str(tmp_path / "models-last-good.json"),
         "EVENT_FILE": str(tmp_path / "events.jsonl"),
         "EVENT_BUFFER_PATH": str(tmp_path / "event-buffer.db"),
         "LOGSTASH_HOST": "",
