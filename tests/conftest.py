@@ -129,11 +129,24 @@ def make_experiment(repo: ExperimentRepository):
 
 
 @pytest.fixture
-def app(overrides: dict[str, str]):
-    app = create_app(overrides)
-    yield app
-    app.extensions["ml_api"].events.close()
-    app.extensions["ml_api"].db.close()
+def make_app(overrides: dict[str, str]):
+    """Build apps on this test's settings plus ``extra`` ones; closed after the test."""
+    apps = []
+
+    def make(**extra: str):
+        app = create_app({**overrides, **extra})
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["ml_api"].events.close()
+        app.extensions["ml_api"].db.close()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
 
 
 @pytest.fixture

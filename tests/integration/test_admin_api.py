@@ -6,7 +6,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from ml_api import create_app
 
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Actor": "alice"}
@@ -15,11 +14,8 @@ VARIANTS = [{"name": "control", "weight": 50, "model": "logreg"}, {"name": "vari
 
 
 @pytest.fixture
-def admin_app(overrides):
-    app = create_app({**overrides, "ADMIN_TOKEN": TOKEN})
-    yield app
-    app.extensions["ml_api"].events.close()
-    app.extensions["ml_api"].db.close()
+def admin_app(make_app):
+    return make_app(ADMIN_TOKEN=TOKEN)
 
 
 @pytest.fixture

@@ -193,19 +193,14 @@ def test_health_and_ready(client, experiment):
         "models": "ok", "redis": "ok", "mysql": "ok", "experiments": "ok"}
 
 
-def test_ready_is_503_when_redis_is_unreachable(overrides, experiment):
-    from ml_api import create_app
-
-    app = create_app({**overrides, "REDIS_URL": "redis://127.0.0.1:1/0"})
-    try:
-        response = app.test_client().get("/ready")
-        assert response.status_code == 503
-        assert response.get_json()["checks"]["redis"]["status"] == "error"
-        # ... while predictions still answer, from the hash and MySQL
-        served = predict(app.test_client(), {"user_id": "u", "features": IRIS, "experiment": experiment})
-        assert served.status_code == 200
-    finally:
-        app.extensions["ml_api"].db.close()
+def test_ready_is_503_when_redis_is_unreachable(make_app, experiment):
+    app = make_app(REDIS_URL="redis://127.0.0.1:1/0")
+    response = app.test_client().get("/ready")
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["redis"]["status"] == "error"
+    # ... while predictions still answer, from the hash and MySQL
+    served = predict(app.test_client(), {"user_id": "u", "features": IRIS, "experiment": experiment})
+    assert served.status_code == 200
 
 
 def test_metrics_count_requests_sticky_lookups_and_latency(client, experiment):

@@ -9,7 +9,6 @@ from pathlib import Path
 import joblib
 import pytest
 
-from ml_api import create_app
 from ml_api.config import PROJECT_ROOT
 from ml_api.definitions import VariantSpec
 from tests.model_doubles import FailingModel, SlowModel
@@ -18,17 +17,14 @@ IRIS = [5.1, 3.5, 1.4, 0.2]
 
 
 @pytest.fixture
-def misbehaving_app(overrides, model_dir, tmp_path):
+def misbehaving_app(make_app, model_dir, tmp_path):
     models = tmp_path / "models"
     shutil.copytree(model_dir, models)
     joblib.dump(FailingModel(), models / "failing.joblib")
     joblib.dump(SlowModel(2.0), models / "slow.joblib")
     env_file = tmp_path / "api.env"
     env_file.write_text((PROJECT_ROOT / "api.env").read_text() + "\nMODEL_FAILING=failing.joblib\nMODEL_SLOW=slow.joblib\n")
-    app = create_app({**overrides, "MODEL_DIR": str(models), "API_ENV_FILE": str(env_file), "MODEL_TIMEOUT_MS": "200"})
-    yield app
-    app.extensions["ml_api"].events.close()
-    app.extensions["ml_api"].db.close()
+    return make_app(MODEL_DIR=str(models), API_ENV_FILE=str(env_file), MODEL_TIMEOUT_MS="200")
 
 
 def make_experiment(app, models: tuple[str, str], weights: tuple[int, int]) -> str:

@@ -1,4 +1,5 @@
-"""Both sticky stores against a real Redis: one contract, then the sharded layout itself.
+"""Both sticky stores against a real Redis: one contract, the sharded layout itself, and
+the claim that carries the request-id SET in the same round trip (``PiggybackStore``).
 
 The contract tests take a ``store`` fixture; ``test_redis_cluster.py`` runs the same
 functions against a Redis Cluster by overriding that fixture.
@@ -11,8 +12,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from assigner import RedisAssignmentStore, StoreUnavailable
+from assigner import InMemoryAssignmentStore, RedisAssignmentStore, StoreUnavailable
 from assigner.sharded_store import FIELD_BYTES, ShardedRedisAssignmentStore
+from ml_api.cache import RequestDirectory
 
 STORES = {"keys": RedisAssignmentStore, "sharded": ShardedRedisAssignmentStore}
 
@@ -42,6 +44,14 @@ def test_put_overwrites(store):
 def test_put_without_a_claim_stores(store):
     store.put(3, "u3", "variation-2")
     assert store.claim(3, "u3", "control") == "variation-2"
+
+
+def test_get_reads_without_writing(store):
+    assert store.get(3, "u-get") is None
+    assert store.claim(3, "u-get", "variation") is None  # get stored nothing
+    assert store.get(3, "u-get") == "variation"
+    store.put(3, "u-get", "control")
+    assert store.get(3, "u-get") == "control"
 
 
 def test_experiments_are_separate(store):
@@ -124,6 +134,7 @@ def test_a_damaged_index_reads_as_no_variant_and_put_repairs_it(sharded, redis_c
     redis_client.hset(key, field, 42)
     damaged = sharded.claim(6, "u", "control")
     assert damaged == "#42"  # not a variant name: the facade asks the durable record
+    assert sharded.get(6, "u") is None
     sharded.put(6, "u", "control")
     assert sharded.claim(6, "u", "variation") == "control"
 
@@ -140,9 +151,64 @@ def test_shard_count_must_be_positive(redis_client):
         ShardedRedisAssignmentStore(redis_client, "p", shards=0)
 
 
-def test_get_reads_without_writing(store):
-    assert store.get(3, "u-get") is None
-    assert store.claim(3, "u-get", "variation") is None  # get did not store anything
-    assert store.get(3, "u-get") == "variation"
-    store.put(3, "u-get", "control")
-    assert store.get(3, "u-get") == "control"
+@pytest.mark.parametrize("store_class", list(STORES.values()), ids=list(STORES))
+def test_claim_along_queues_the_same_claim_on_a_pipeline(store_class, redis_client, redis_prefix):
+    store = store_class(redis_client, redis_prefix)
+    answers = []
+    for candidate in ("control", "variation"):
+        pipe = redis_client.pipeline(transaction=False)
+        pipe.set(f"{redis_prefix}:other", "x")
+        reply = store.claim_along(pipe, 12, "u-pipe", candidate)
+        other, claimed = pipe.execute(raise_on_error=False)
+        answers.append((other, reply(claimed)))
+    assert answers == [(True, None), (True, "control")]
+
+
+def test_claim_along_loads_the_script_on_a_server_that_lacks_it(private_redis):
+    client = redis.Redis.from_url(private_redis)
+    store = ShardedRedisAssignmentStore(client, "p")
+    store.claim(1, "before", "control")
+    client.script_flush()  # as after a Redis restart
+    pipe = client.pipeline(transaction=False)
+    reply = store.claim_along(pipe, 1, "u", "variation")
+    assert reply(pipe.execute(raise_on_error=False)[0]) is None
+    assert store.claim(1, "u", "control") == "variation"
+
+
+@pytest.fixture
+def directory(redis_client, redis_prefix) -> RequestDirectory:
+    return RequestDirectory(redis_client, redis_prefix, ttl_seconds=60)
+
+
+def test_piggyback_sends_the_request_id_with_the_claim(store, directory, redis_client):
+    piggyback = directory.piggyback(store, "a" * 32, "exp", "u-1")
+    assert piggyback.claim(1, "u-1", "control") is None
+    assert piggyback.remembered is True
+    assert directory.resolve("a" * 32) == ("exp", "u-1")
+    assert piggyback.finish() is True
+    assert piggyback.claim(1, "u-1", "variation") == "control"  # later claims go on their own
+
+
+def test_piggyback_without_a_claim_sends_the_request_id_on_finish(store, directory):
+    piggyback = directory.piggyback(store, "b" * 32, "exp", "u-2")
+    assert directory.resolve("b" * 32) is None
+    assert piggyback.finish() is True
+    assert directory.resolve("b" * 32) == ("exp", "u-2")
+
+
+def test_piggyback_over_a_store_that_cannot_queue(directory):
+    memory = InMemoryAssignmentStore()
+    piggyback = directory.piggyback(memory, "c" * 32, "exp", "u-3")
+    assert piggyback.claim(1, "u-3", "control") is None
+    piggyback.put(1, "u-3", "variation")
+    assert piggyback.get(1, "u-3") == "variation"
+    assert piggyback.finish() is True and directory.resolve("c" * 32) == ("exp", "u-3")
+
+
+@pytest.mark.parametrize("store_class", list(STORES.values()), ids=list(STORES))
+def test_piggyback_with_redis_away_fails_once_and_does_not_retry(store_class):
+    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    piggyback = RequestDirectory(client, "p", 60).piggyback(store_class(client, "p"), "d" * 32, "exp", "u")
+    with pytest.raises(StoreUnavailable):
+        piggyback.claim(1, "u", "control")
+    assert piggyback.finish() is False
