@@ -9,6 +9,7 @@ run: setup services db models
 	exec .venv/bin/gunicorn -c ml_api/gunicorn.conf.py 'ml_api:create_app()'
 
 test: setup services
+	@bash scripts/ensure_test_tools.sh || echo "test tools missing: the browser test will say it skipped"
 	$(PY) -m pytest
 
 setup:
@@ -34,6 +35,7 @@ loadtest: setup
 
 # Gateway vs a bare Flask baseline under wrk, both models (a few minutes; prints figures).
 bench: setup services models
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	$(PY) bench/bench_gateway.py
 
 clean:

@@ -12,13 +12,16 @@ Two independent hashes are used: the *variant* bucket decides which variant a us
 gets, the *traffic* bucket (salted with a ``traffic:`` prefix) decides whether the user
 is in the experiment at all. Keeping them independent makes traffic allocation
 monotone: raising the allocation from 5 % to 25 % only adds users, and never changes the
-variant of a user who was already in.
+variant of a user who was already in. A third, the *shadow* bucket (``shadow:`` prefix),
+picks the users whose requests a shadow model also answers: the same users every time,
+unrelated to their variant or to the allocation.
 """
 
 import hashlib
 
 BUCKETS = 10_000
 TRAFFIC_NAMESPACE = "traffic"
+SHADOW_NAMESPACE = "shadow"
 
 
 def _hash64(text: str) -> int:
@@ -33,6 +36,11 @@ def bucket(salt: str, user_id: str) -> int:
 def traffic_bucket(salt: str, user_id: str) -> int:
     """The user's traffic-allocation bucket in 0..9999, independent of the variant bucket."""
     return _hash64(f"{TRAFFIC_NAMESPACE}:{salt}:{user_id}") % BUCKETS
+
+
+def shadow_bucket(salt: str, user_id: str) -> int:
+    """The user's shadow-mirroring bucket in 0..9999, independent of the other two."""
+    return _hash64(f"{SHADOW_NAMESPACE}:{salt}:{user_id}") % BUCKETS
 
 
 def user_hash(user_id: str) -> str:

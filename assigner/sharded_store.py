@@ -1,4 +1,4 @@
-"""A compact sticky store: many users per Redis hash, about 12 bytes per assignment.
+"""A compact sticky store: many users per Redis hash, about 13 bytes per assignment.
 
 Redis keyspace (all keys start with the configured prefix, default ``abtest``):
 
@@ -14,12 +14,14 @@ Redis keyspace (all keys start with the configured prefix, default ``abtest``):
     (a whole shard goes at once, names with it), and the durable record in MySQL brings
     every user back.
 
-Why it is small: while a hash holds at most ``hash-max-listpack-entries`` fields (128 by
-default) of at most 64 bytes, Redis stores it as one flat listpack, where a user costs
-its 6-byte field and a 1-byte integer plus 3 bytes of framing; the per-key overhead
-(~100 bytes) is shared by every user of the shard. With the default 16,384 shards an
-experiment stays in listpacks up to about a million users; beyond that raise
-``hash-max-listpack-entries`` (e.g. 512) or the shard count. Changing the shard count
+Why it is small: while a hash holds at most ``hash-max-listpack-entries`` fields (512 by
+default in Redis 7) of at most ``hash-max-listpack-value`` bytes (64), Redis stores it as
+one flat listpack, where a user costs its 6-byte field and a 1-byte integer plus 3 bytes
+of framing; the per-key overhead (~130 bytes with the names) is shared by every user of
+the shard. Measured (``bench/bench_sticky_memory.py``): ~13 bytes per assignment at a
+million users against ~104 for one key per user, ~32 at 100,000 users. With the default
+16,384 shards an experiment stays in listpacks up to about six million users; beyond
+that raise ``hash-max-listpack-entries`` or the shard count. Changing the shard count
 moves every user to another shard: a one-time cache miss each, answered by MySQL.
 
 Collisions: two users of one experiment share a cache entry only when their digests
@@ -27,17 +29,18 @@ agree on the shard and on the 48-bit field, i.e. on about 62 bits. The expected 
 of such pairs among ``n`` users is ``n**2 / (2 * shards * 2**48)``: 1e-7 at a million
 users, 1e-3 at a hundred million. A colliding user would read the other's variant from
 the cache (the durable record stays right); user ids are not secret, so someone could
-craft a pair on purpose (about 2**24 hashes), which only affects the pair itself.
+craft a pair on purpose (about 2**31 hashes), which only affects the pair itself.
 
-Each operation is one script (``EVALSHA``) on one key: one round trip, atomic, and in
-one slot of a Redis Cluster.
+Each operation is one script on one key: one round trip, atomic, and in one slot of a
+Redis Cluster (``EVALSHA``; ``EVAL`` when the claim rides on a caller's pipeline).
 """
 
 import hashlib
 
 import redis
+from redis.commands.core import Script
 
-from assigner.store import StoreUnavailable
+from assigner.store import REDIS_ERRORS, ClaimReply, StoreUnavailable, as_text, claim_reply
 
 DEFAULT_SHARDS = 16_384
 FIELD_BYTES = 6
@@ -46,7 +49,8 @@ FIELD_BYTES = 6
 class ShardedRedisAssignmentStore:
     """Same contract as ``RedisAssignmentStore``; users packed into hash shards."""
 
-    # A shared prelude: the index of a variant name in this shard, registered on first use.
+    # Shared preludes: a variant name's index in this shard (registered on first use), and
+    # back from a stored index to the name (false for an index this shard has no name for).
     _INDEX_OF = """
 local function index_of(key, name)
     for i = 1, 255 do
@@ -62,6 +66,15 @@ local function index_of(key, name)
     error('more than 255 variant names in ' .. key)
 end
 """
+    _NAME_OF = """
+local function name_of(key, stored)
+    local index = tonumber(stored)
+    if index and index >= 1 and index <= 255 then
+        return redis.call('HGET', key, string.char(index))
+    end
+    return false
+end
+"""
 
     CLAIM = """
 -- KEYS[1] - the user's shard hash
@@ -70,12 +83,10 @@ end
 -- Returns the variant name already stored for the user (nothing is written), or nil when
 -- the candidate was stored. An index with no name (a damaged shard) comes back as
 -- '#<index>', which is no variant name, so the caller repairs it from the durable record.
-""" + _INDEX_OF + """
+""" + _INDEX_OF + _NAME_OF + """
 local stored = redis.call('HGET', KEYS[1], ARGV[1])
 if stored then
-    local index = tonumber(stored)
-    local name = index and index >= 1 and index <= 255 and redis.call('HGET', KEYS[1], string.char(index))
-    return name or ('#' .. stored)
+    return name_of(KEYS[1], stored) or ('#' .. stored)
 end
 redis.call('HSET', KEYS[1], ARGV[1], index_of(KEYS[1], ARGV[2]))
 return false
@@ -94,13 +105,11 @@ return false
     GET = """
 -- KEYS[1] - the user's shard hash
 -- ARGV[1] - the user's field (6 bytes of the digest of the user id)
--- Returns the variant name stored for the user, or nil. Writes nothing.
+-- Returns the variant name stored for the user, or nil (also for a damaged entry).
+-- Writes nothing.
+""" + _NAME_OF + """
 local stored = redis.call('HGET', KEYS[1], ARGV[1])
-local index = stored and tonumber(stored)
-if not index or index < 1 or index > 255 then
-    return false
-end
-return redis.call('HGET', KEYS[1], string.char(index))
+return stored and name_of(KEYS[1], stored)
 """
 
     def __init__(
@@ -121,19 +130,31 @@ return redis.call('HGET', KEYS[1], string.char(index))
         return f"{self._prefix}:sticky-shard:{experiment_id}:{shard}", digest[8:8 + FIELD_BYTES]
 
     def claim(self, experiment_id: int, user_id: str, candidate: str) -> str | None:
-        previous = self._run(self._claim, experiment_id, user_id, candidate)
-        return previous.decode("utf-8") if isinstance(previous, bytes) else previous
+        return as_text(self._run(self._claim, experiment_id, user_id, candidate))
+
+    def claim_along(
+        self, pipe: "redis.client.Pipeline", experiment_id: int, user_id: str, candidate: str
+    ) -> ClaimReply:
+        """Queue the claim on the caller's pipeline, so it shares that round trip.
+
+        EVAL with the script text, not EVALSHA: a pipeline cannot stop to load a script the
+        server lacks, and redis-py's cluster pipeline refuses EVALSHA (and has no
+        ``eval()`` method, hence ``execute_command``). Redis still compiles the script once
+        and finds it by its hash.
+        """
+        key, field = self.locate(experiment_id, user_id)
+        pipe.execute_command("EVAL", self.CLAIM, 1, key, field, candidate)
+        return claim_reply
 
     def put(self, experiment_id: int, user_id: str, variant: str) -> None:
         self._run(self._put, experiment_id, user_id, variant)
 
     def get(self, experiment_id: int, user_id: str) -> str | None:
-        value = self._run(self._get, experiment_id, user_id)
-        return value.decode("utf-8") if isinstance(value, bytes) else value
+        return as_text(self._run(self._get, experiment_id, user_id))
 
-    def _run(self, script, experiment_id: int, user_id: str, *args: str) -> object:
+    def _run(self, script: Script, experiment_id: int, user_id: str, *args: str) -> object:
         key, field = self.locate(experiment_id, user_id)
         try:
             return script(keys=[key], args=[field, *args])
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc

@@ -11,9 +11,17 @@ The user id is the last part of the key and the experiment id is numeric, so no 
 whatever separators it holds, can reach another experiment's or another user's key.
 """
 
+from collections.abc import Callable
 from typing import Protocol
 
 import redis
+
+# Turns a claim's reply, read from a pipeline run with ``raise_on_error=False``, into what
+# ``claim`` returns (raising StoreUnavailable for an error reply).
+ClaimReply = Callable[[object], "str | None"]
+# What a Redis or Redis Cluster client raises when the cache cannot answer; the cluster
+# client's own exceptions (no reachable node, slot not covered) are no RedisError.
+REDIS_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException)
 
 
 class StoreUnavailable(Exception):
@@ -30,6 +38,18 @@ class AssignmentStore(Protocol):
 
     def get(self, experiment_id: int, user_id: str) -> str | None:
         """The user's cached variant, or None; never stores anything."""
+
+
+def as_text(value: object) -> str | None:
+    """A Redis reply (bytes or None) as text."""
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def claim_reply(reply: object) -> str | None:
+    """The ``ClaimReply`` of a plain command: an error reply means the store is unavailable."""
+    if isinstance(reply, Exception):
+        raise StoreUnavailable(str(reply))
+    return as_text(reply)
 
 
 class InMemoryAssignmentStore:
@@ -74,19 +94,26 @@ class RedisAssignmentStore:
     def claim(self, experiment_id: int, user_id: str, candidate: str) -> str | None:
         try:
             previous = self._client.set(self.key(experiment_id, user_id), candidate, nx=True, get=True)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
-        return previous.decode("utf-8") if isinstance(previous, bytes) else previous
+        return as_text(previous)
+
+    def claim_along(
+        self, pipe: "redis.client.Pipeline", experiment_id: int, user_id: str, candidate: str
+    ) -> ClaimReply:
+        """Queue the claim on the caller's pipeline, so it shares that round trip."""
+        pipe.set(self.key(experiment_id, user_id), candidate, nx=True, get=True)
+        return claim_reply
 
     def put(self, experiment_id: int, user_id: str, variant: str) -> None:
         try:
             self._client.set(self.key(experiment_id, user_id), variant)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 
     def get(self, experiment_id: int, user_id: str) -> str | None:
         try:
             value = self._client.get(self.key(experiment_id, user_id))
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
-        return value.decode("utf-8") if isinstance(value, bytes) else value
+        return as_text(value)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from flask import Flask
 
-from ml_api import admin, docs, errors, experiments, feedback, health, metrics, predict, results
+from ml_api import admin, docs, errors, experiments, feedback, health, metrics, predict, results, rollout_admin
 from ml_api.config import load_config
 from ml_api.request_events import emit_error_events
 from ml_api.services import Services, build_services, init_app
@@ -23,7 +23,7 @@ def create_app(overrides: Mapping[str, str] | None = None) -> Flask:
     svc = build_services(config)
     init_app(app, svc)
     errors.init_app(app)
-    for module in (predict, feedback, experiments, health, admin, metrics, results, docs):
+    for module in (predict, feedback, experiments, health, admin, rollout_admin, metrics, results, docs):
         app.register_blueprint(module.bp)
     app.after_request(emit_error_events)
     app.after_request(metrics.count_request)

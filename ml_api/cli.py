@@ -8,6 +8,7 @@
     python -m ml_api.cli force checkout-model user-42 variation
     python -m ml_api.cli unforce checkout-model user-42
     python -m ml_api.cli history checkout-model
+    python -m ml_api.cli rollout|shadow|unshadow|ramp|unramp|guardrails ...   # see ml_api/rollout_cli.py
     python -m ml_api.cli init-db          # apply the schema, seed the default experiment
     python -m ml_api.cli shell-env        # settings as shell assignments, for scripts
 """
@@ -21,6 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from assigner import ExperimentStatus
+from ml_api import rollout_cli
 from ml_api.config import Config, load_config, read_settings
 from ml_api.db import Database, DatabaseUnavailable, apply_schema
 from ml_api.definitions import InvalidDefinition, VariantSpec, describe
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     unforce = sub.add_parser("unforce")
     unforce.add_argument("name")
     unforce.add_argument("user_id")
+    rollout_cli.add_commands(sub)
     return parser
 
 
@@ -113,6 +116,8 @@ def run(args: argparse.Namespace, config: Config) -> object:
             return describe(repo.force_variant(args.name, args.user_id, args.variant, actor))
         case "unforce":
             return describe(repo.clear_override(args.name, args.user_id, actor))
+        case command if command in rollout_cli.COMMANDS:
+            return rollout_cli.run(args, repo, config)
     raise AssertionError(args.command)
 
 

@@ -28,6 +28,17 @@ def check_name(kind: str, name: Any) -> str:
     return name
 
 
+# Weights are stored as DECIMAL(9, 4): four decimals, below 100,000.
+MAX_WEIGHT = 10_000.0
+
+
+def parse_weight(variant: str, raw: Any) -> float:
+    """One weight, rounded to the four decimals MySQL keeps, from 0 to MAX_WEIGHT."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw <= MAX_WEIGHT:
+        raise InvalidDefinition(f"weight of {variant!r} must be a number from 0 to {MAX_WEIGHT:g}, got {str(raw)[:40]}")
+    return round(float(raw), 4)
+
+
 def parse_variants(raw: Any, known_models: Iterable[str]) -> list[VariantSpec]:
     """Validate a list of ``{"name", "weight", "model"}``: unique names, positive weights, known models."""
     if not isinstance(raw, list) or len(raw) < 2:
@@ -38,15 +49,15 @@ def parse_variants(raw: Any, known_models: Iterable[str]) -> list[VariantSpec]:
         if not isinstance(item, Mapping):
             raise InvalidDefinition("each variant must be an object with name, weight and model")
         name = check_name("variant", item.get("name"))
-        weight = item.get("weight")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0 or weight != weight:
-            raise InvalidDefinition(f"variant {name!r}: weight must be a positive number, got {weight!r}")
+        weight = parse_weight(name, item.get("weight"))
         model = item.get("model")
-        if model not in known:
+        if not isinstance(model, str) or model not in known:
             raise InvalidDefinition(f"variant {name!r}: unknown model {model!r}; configured models: {sorted(known)}")
-        specs.append(VariantSpec(name, float(weight), model))
+        specs.append(VariantSpec(name, weight, model))
     if len({s.name for s in specs}) != len(specs):
         raise InvalidDefinition("variant names must be unique")
+    if sum(s.weight for s in specs) <= 0:
+        raise InvalidDefinition("variant weights must add up to more than zero")
     return specs
 
 
@@ -55,21 +66,17 @@ def parse_weights(raw: Any, variant_names: Iterable[str]) -> dict[str, float]:
     names = set(variant_names)
     if not isinstance(raw, Mapping) or set(raw) != names:
         raise InvalidDefinition(f"weights must give a number for exactly these variants: {sorted(names)}")
-    weights = {}
-    for name, weight in raw.items():
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight != weight or weight < 0:
-            raise InvalidDefinition(f"weight of {name!r} must be a number >= 0, got {weight!r}")
-        weights[name] = float(weight)
+    weights = {name: parse_weight(name, weight) for name, weight in raw.items()}
     if sum(weights.values()) <= 0:
         raise InvalidDefinition("weights must add up to more than zero")
     return weights
 
 
 def parse_allocation(raw: Any) -> float:
-    """Traffic allocation: a share of users between 0 and 1."""
+    """Traffic allocation: a share of users between 0 and 1, in steps of 0.0001 (one bucket)."""
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw <= 1:
-        raise InvalidDefinition(f"traffic_allocation must be a number between 0 and 1, got {raw!r}")
-    return float(raw)
+        raise InvalidDefinition(f"traffic_allocation must be a number between 0 and 1, got {str(raw)[:40]}")
+    return round(float(raw), 4)
 
 
 GUARDRAIL_LIMITS = {

@@ -24,9 +24,11 @@ from ml_api.definitions import (
     parse_guardrails,
     parse_salt,
     parse_status,
+    parse_weight,
     parse_weights,
     to_experiment,
 )
+from ml_api.rollout_store import resume_rollout, rollout_snapshot
 
 
 class UnknownExperiment(LookupError):
@@ -89,9 +91,14 @@ class ExperimentRepository:
         """Create an experiment; the default variant is the first (the control) unless named."""
         check_name("experiment", name)
         status = parse_status(status)
-        default_variant = default_variant or variants[0].name
+        default_variant = variants[0].name if default_variant is None else check_name("default variant", default_variant)
         if default_variant not in {v.name for v in variants}:
             raise InvalidDefinition(f"default_variant {default_variant!r} is not one of the variants")
+        for variant in variants:  # the CLI builds specs itself: validate them here too
+            check_name("variant", variant.name)
+            parse_weight(variant.name, variant.weight)
+        if sum(v.weight for v in variants) <= 0:
+            raise InvalidDefinition("variant weights must add up to more than zero")
         unknown = {v.model for v in variants} - self._known_models
         if unknown:
             raise InvalidDefinition(f"unknown model(s) {sorted(unknown)}; configured: {sorted(self._known_models)}")
@@ -104,7 +111,8 @@ class ExperimentRepository:
             cursor.execute(
                 "INSERT INTO experiments (name, status, salt, traffic_allocation, default_variant, started_at)"
                 " VALUES (%s, %s, %s, %s, %s, IF(%s = 'running', CURRENT_TIMESTAMP(3), NULL))",
-                (name, status.value, salt or secrets.token_hex(8), traffic_allocation, default_variant, status.value),
+                (name, status.value, secrets.token_hex(8) if salt is None else parse_salt(salt), traffic_allocation,
+                 default_variant, status.value),
             )
             experiment_id = cursor.lastrowid
             cursor.executemany(
@@ -144,6 +152,8 @@ class ExperimentRepository:
                 raise InvalidDefinition(f"experiment {name!r} is stopped; create a new experiment instead")
             if new_status is ExperimentStatus.DRAFT and before.status is not ExperimentStatus.DRAFT:
                 raise InvalidDefinition("an experiment that has started cannot go back to draft")
+            if new_status is ExperimentStatus.RUNNING and before.status is not ExperimentStatus.RUNNING:
+                resume_rollout(conn, before.id)  # clears a guardrail pause, restarts the ramp step
             conn.cursor().execute(
                 "UPDATE experiments SET status = %s,"
                 " started_at = COALESCE(started_at, IF(%s = 'running', CURRENT_TIMESTAMP(3), NULL)) WHERE id = %s",
@@ -254,11 +264,12 @@ def _load_one(conn: MySQLConnectionAbstract, name: str) -> Experiment:
 
 
 def _snapshot(conn: MySQLConnectionAbstract, experiment: Experiment) -> dict[str, Any]:
-    """The full definition for the history: what the assigner uses plus the guardrails."""
+    """The full definition for the history: what the assigner uses, the guardrails and the rollout."""
     cursor = conn.cursor()
     cursor.execute("SELECT guardrails FROM experiments WHERE id = %s", (experiment.id,))
     (guardrails,) = cursor.fetchone()
-    return describe(experiment) | {"guardrails": json.loads(guardrails) if guardrails else {}}
+    return (describe(experiment) | {"guardrails": json.loads(guardrails) if guardrails else {}}
+            | rollout_snapshot(conn, experiment.id))
 
 
 def _append_change(

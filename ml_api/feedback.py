@@ -39,6 +39,7 @@ def feedback() -> tuple[dict[str, Any], int]:
         "variant": variant,
         "request_id": req.request_id,
         "value": req.outcome,
+        "label": req.label,
     })
     svc.events.emit("feedback", {
         "event.outcome": "success",

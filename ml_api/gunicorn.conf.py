@@ -7,10 +7,14 @@ starts workers that read an edited api.env while the old ones finish their reque
 import os
 import shutil
 
-from ml_api.config import load_config
+# prometheus_client picks multiprocess mode when first imported, and importing ml_api.config
+# imports it (through the ml_api package) here in the master: the variable must exist before.
+# Its value, read when a worker writes its first sample, is set just below.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "")
+
+from ml_api.config import load_config  # noqa: E402
 
 _config = load_config(os.environ)
-# prometheus_client reads this when a worker first imports it (multiprocess mode).
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_config.metrics_dir)
 
 bind = f"{_config.api_host}:{_config.api_port}"
@@ -43,9 +47,26 @@ def child_exit(server, worker) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
+def post_worker_init(worker) -> None:
+    """Start the worker's rollout thread (ramp steps, guardrails, shadow records) before it serves."""
+    from ml_api.rollout import of_worker
+
+    if rollout := of_worker(worker.wsgi):
+        rollout.start()
+
+
 def worker_exit(server, worker) -> None:
-    """Move queued events to the disk buffer before a worker goes away."""
+    """Before a worker goes away: queued events to the disk buffer, request counts to MySQL."""
+    from ml_api.rollout import of_worker
+
     app = getattr(worker, "wsgi", None)
+    if rollout := of_worker(app):
+        rollout.close()  # first: its last shadow predictions still emit events
     extensions = getattr(app, "extensions", {})
     if "ml_api" in extensions:
-        extensions["ml_api"].events.close()
+        services = extensions["ml_api"]
+        services.events.close()
+        try:
+            services.request_stats.flush()
+        except Exception:  # MySQL away: these are metrics, the records themselves are spooled
+            server.log.warning("worker %s: last request counts not written", worker.pid)

@@ -8,6 +8,7 @@ from flask import Blueprint
 from ml_api.catalog import DefinitionsUnavailable
 from ml_api.db import DatabaseUnavailable
 from ml_api.models import ModelRegistry
+from ml_api.rollout import rollout
 from ml_api.services import services
 
 bp = Blueprint("health", __name__)
@@ -44,6 +45,9 @@ def ready() -> tuple[dict[str, Any], int]:
         checks["experiments"] = {"status": "ok", "count": count}
     except DefinitionsUnavailable as exc:
         checks["experiments"] = {"status": "error", "error": str(exc)}
+
+    paused = rollout().paused_by_guardrail()  # degraded, not an outage: the default variant serves
+    checks["rollout"] = {"status": "degraded" if paused else "ok", "paused_by_guardrail": paused}
 
     statuses = {check["status"] for check in checks.values()}
     if statuses <= {"ok"}:

@@ -43,6 +43,13 @@ FALLBACKS = Counter("abtest_fallbacks_total", "Predictions answered by control a
 STICKY_LOOKUPS = Counter("abtest_sticky_lookups_total",
                          "Sticky assignments by where they came from (redis = cache hit)", ["source"])
 DEPENDENCY_ERRORS = Counter("abtest_dependency_errors_total", "Failures talking to a dependency", ["dependency"])
+GUARDRAIL_BREACHES = Counter("abtest_guardrail_breaches_total", "Experiments paused by a guardrail breach",
+                             ["experiment", "guardrail"])
+SHADOW_PREDICTIONS = Counter("abtest_shadow_predictions_total",
+                             "Shadow predictions by result (agree, disagree with the served one, error)",
+                             ["experiment", "model", "result"])
+SHADOW_SKIPPED = Counter("abtest_shadow_skipped_total", "Mirrored requests not shadowed (pool_full, records_full)",
+                         ["experiment", "reason"])
 
 
 def count_request(response: Response) -> Response:

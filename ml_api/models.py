@@ -61,6 +61,8 @@ class LoadedModel:
         try:
             if hasattr(self.estimator, "predict_proba"):
                 probabilities = self._proba_row(row)
+                if not np.isfinite(probabilities).all():
+                    raise ValueError("the model returned non-finite probabilities")
                 best = int(np.argmax(probabilities))
                 classes = self.estimator.classes_
                 return Prediction(

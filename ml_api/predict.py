@@ -12,6 +12,7 @@ from ml_api import metrics
 from ml_api.catalog import DefinitionsUnavailable
 from ml_api.errors import ApiError
 from ml_api.models import LoadedModel, ModelError, Prediction
+from ml_api.rollout import rollout
 from ml_api.services import Services, services
 from ml_api.validation import PredictRequest, json_body, parse_predict
 
@@ -37,13 +38,20 @@ def predict() -> dict[str, Any]:
     req = parse_predict(json_body(request), svc.config.default_experiment, svc.config.max_user_id_length)
     experiment = find_experiment(svc, req.experiment)
 
-    assignment = assign(experiment, req.user_id, svc.store, svc.recorder)
+    request_id = uuid.uuid4().hex
+    store = svc.requests.piggyback(svc.store, request_id, experiment.name, req.user_id)
+    assignment = assign(experiment, req.user_id, store, svc.recorder)
+    store.finish()  # the request id rode along with the sticky claim, or goes now
     assigned = time.perf_counter()
-    model, prediction, fallback, model_error = serve(svc, experiment, assignment, req)
+    try:
+        model, prediction, fallback, model_error = serve(svc, experiment, assignment, req)
+    except ApiError:
+        if assignment.in_experiment:  # no model could answer: an error against the guardrails
+            svc.request_stats.record(experiment.id, assignment.variant, (time.perf_counter() - started) * 1000,
+                                     error=True)
+        raise
     predicted = time.perf_counter()
 
-    request_id = uuid.uuid4().hex
-    svc.requests.remember(request_id, experiment.name, req.user_id)
     latency = {
         "assignment_ms": (assigned - started) * 1000,
         "model_ms": (predicted - assigned) * 1000,
@@ -52,6 +60,7 @@ def predict() -> dict[str, Any]:
     observe(experiment, assignment, model, fallback, latency)
     if assignment.in_experiment:  # guardrails compare exposed users only
         svc.request_stats.record(experiment.id, assignment.variant, latency["total_ms"], error=False, fallback=fallback)
+    rollout().mirror(experiment, assignment, req, request_id, model, prediction)  # shadow model, off the request path
     svc.events.emit("predict", {
         "event.outcome": "success",
         "http.request.id": request_id,

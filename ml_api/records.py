@@ -19,6 +19,11 @@ INSERT_OUTCOME = (
     "INSERT INTO outcomes (feedback_id, experiment_id, user_id, variant, request_id, value, recorded_at)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE feedback_id = feedback_id"
 )
+# The true label sent with an outcome (optional), for the accuracy of served and shadow models.
+INSERT_LABEL = (
+    "INSERT INTO feedback_labels (feedback_id, experiment_id, request_id, label, recorded_at)"
+    " VALUES (%s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE feedback_id = feedback_id"
+)
 
 
 def _now() -> datetime:
@@ -67,6 +72,8 @@ class Recorder:
         try:
             with self._db.connection() as conn:
                 conn.cursor().execute(INSERT_OUTCOME, _outcome_row(outcome))
+                if outcome.get("label") is not None:  # after the outcome; a replay of both is a no-op
+                    conn.cursor().execute(INSERT_LABEL, _label_row(outcome))
             return True
         except DatabaseUnavailable:
             self._spool.put("outcome", outcome)
@@ -80,6 +87,7 @@ class Recorder:
             if kind == "exposure"
         ]
         outcomes = [_outcome_row(p) for kind, p in records if kind == "outcome"]
+        labels = [_label_row(p) for kind, p in records if kind == "outcome" and p.get("label") is not None]
         with self._db.transaction() as conn:
             cursor = conn.cursor()
             # Exposures first: an outcome in the same batch refers to them.
@@ -87,6 +95,8 @@ class Recorder:
                 cursor.execute(INSERT_EXPOSURE, row)
             for row in outcomes:
                 cursor.execute(INSERT_OUTCOME, row)
+            for row in labels:
+                cursor.execute(INSERT_LABEL, row)
 
     def variant_counts(self, experiment_id: int) -> dict[str, dict[str, int]]:
         """Users exposed and outcomes recorded, per variant."""
@@ -116,3 +126,7 @@ def _outcome_row(p: dict[str, Any]) -> tuple:
         float(p["value"]),
         datetime.fromisoformat(p["at"]),
     )
+
+
+def _label_row(p: dict[str, Any]) -> tuple:
+    return (p["feedback_id"], p["experiment_id"], p.get("request_id"), p["label"], datetime.fromisoformat(p["at"]))

@@ -3,8 +3,9 @@
 Each worker adds requests up in memory (``record`` costs a dict update under a lock) and a
 daemon thread adds the sums to ``request_stats`` (per minute) and ``request_totals`` (per
 experiment) every second, in one transaction. Rows are additive, so any number of workers
-and hosts write into the same rows, and the results query sums them with GROUP BY. A failed flush keeps its counts for the next one; counts recorded in the
-last second before a worker dies are lost (they are monitoring data, not the record).
+and hosts write into the same rows, and the results query sums them with GROUP BY. A
+failed flush keeps its counts for the next one; counts recorded in the last second before
+a worker dies are lost (they are monitoring data, not the record).
 
 Latency is kept as a histogram with fixed, log-spaced bucket bounds (4 per doubling, about
 19 % wide), so a percentile over any set of rows is computed from summed bucket counts:

@@ -4,19 +4,25 @@ from typing import Any
 
 from flask import Blueprint, render_template
 
-from ml_api.db import DatabaseUnavailable
+from ml_api.db import Database, DatabaseUnavailable
 from ml_api.errors import ApiError
 from ml_api.experiment_repo import UnknownExperiment
 from ml_api.results_report import build_results
+from ml_api.rollout_report import rollout_results
 from ml_api.services import services
 
 bp = Blueprint("results", __name__)
 
 
+def experiment_results(db: Database, name: str) -> dict[str, Any]:
+    """The whole document of GET /results (the CLI prints the same): statistics, then shadow and rollout."""
+    return build_results(db, name) | rollout_results(db, name)
+
+
 def results_of(name: str) -> dict[str, Any]:
     """The results document; 404 for an unknown experiment, 503 while MySQL is away."""
     try:
-        return build_results(services().db, name)
+        return experiment_results(services().db, name)
     except UnknownExperiment:
         raise ApiError(404, "unknown_experiment", f"no experiment named {name!r}") from None
     except DatabaseUnavailable:

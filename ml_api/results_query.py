@@ -1,11 +1,11 @@
 """An experiment's record summed up in MySQL: the few numbers the statistics need, never raw rows.
 
-Exposures and outcomes are read from their summary tables (``exposure_counts`` per hour,
-``outcome_users`` per user, ``request_totals`` per latency bucket; mysql/schema.sql keeps
-them in step with the raw rows by triggers or in the writer's transaction), so every query
-is a GROUP BY over an index prefix (``experiment_id``, ``variant``) returning at most a few
-hundred rows. All queries read one consistent snapshot, so conversions never outnumber
-the exposures they belong to.
+The queries read summary tables that mysql/schema.sql keeps in step with the raw rows in
+the same transaction: ``exposure_counts`` (new users per hour), ``outcome_users`` (one row
+per user with outcomes) and ``request_totals`` (requests per latency bucket). Each is a
+GROUP BY on the prefix (``experiment_id``, ``variant``) of its primary key that returns a
+few hundred rows at most; the largest scan is one row per user with an outcome. All run
+in one consistent snapshot, so conversions never outnumber the exposures they belong to.
 """
 
 from collections import defaultdict
@@ -107,31 +107,13 @@ def fetch_aggregates(db: Database, name: str) -> Aggregates:
 def _fetch(conn: MySQLConnectionAbstract, name: str) -> Aggregates:
     cursor = conn.cursor()
     experiment = _experiment(cursor, name)
-    spans = []
-    for variant in experiment.variants:
-        cursor.execute(EXPOSURE_SPAN, (experiment.id, variant.name))
-        spans += [row for row in cursor.fetchall() if row[0] is not None]
-    first = min((row[0] for row in spans), default=None)
-    last = max((row[1] for row in spans), default=None)
+    first, last = _exposure_span(cursor, experiment)
     width = bucket_seconds(first, last)
-
     new_users: dict[str, dict[int, int]] = defaultdict(dict)
     cursor.execute(EXPOSURES, (width // 3600, experiment.id))
     for variant, bucket, users in cursor.fetchall():
         new_users[variant][int(bucket) * width] = int(users)
-
-    new_conversions: dict[str, dict[int, int]] = defaultdict(dict)
-    outcomes: dict[str, OutcomeSums] = defaultdict(OutcomeSums)
-    cursor.execute(OUTCOMES, (width, experiment.id))
-    for variant, bucket, users, total, total_of_squares in cursor.fetchall():
-        sums = outcomes[variant]
-        sums.users += int(users)
-        sums.total += float(total)
-        sums.total_of_squares += float(total_of_squares)
-        if bucket is not None:
-            sums.conversions += int(users)
-            new_conversions[variant][int(bucket) * width] = int(users)
-
+    new_conversions, outcomes = _outcomes(cursor, experiment.id, width)
     requests: dict[str, RequestSums] = defaultdict(RequestSums)
     cursor.execute(REQUESTS, (experiment.id,))
     for variant, bucket, count, errors, fallbacks in cursor.fetchall():
@@ -141,8 +123,33 @@ def _fetch(conn: MySQLConnectionAbstract, name: str) -> Aggregates:
         sums.fallbacks += int(fallbacks)
         sums.latency_buckets[int(bucket)] = int(count)
     cursor.close()
-    return Aggregates(experiment, width, _utc(first), _utc(last), dict(new_users), dict(new_conversions),
-                      dict(outcomes), dict(requests))
+    return Aggregates(experiment, width, _utc(first), _utc(last), dict(new_users), new_conversions, outcomes,
+                      dict(requests))
+
+
+def _exposure_span(cursor, experiment: ExperimentInfo) -> tuple[datetime | None, datetime | None]:
+    """First and last exposure over all variants."""
+    ends = []
+    for variant in experiment.variants:
+        cursor.execute(EXPOSURE_SPAN, (experiment.id, variant.name))
+        ends += [row for row in cursor.fetchall() if row[0] is not None]
+    return min((row[0] for row in ends), default=None), max((row[1] for row in ends), default=None)
+
+
+def _outcomes(cursor, experiment_id: int, width: int) -> tuple[dict[str, dict[int, int]], dict[str, OutcomeSums]]:
+    """Users who converted per variant and time bucket, and per-variant sums of per-user outcome totals."""
+    new_conversions: dict[str, dict[int, int]] = defaultdict(dict)
+    outcomes: dict[str, OutcomeSums] = defaultdict(OutcomeSums)
+    cursor.execute(OUTCOMES, (width, experiment_id))
+    for variant, bucket, users, total, total_of_squares in cursor.fetchall():
+        sums = outcomes[variant]
+        sums.users += int(users)
+        sums.total += float(total)
+        sums.total_of_squares += float(total_of_squares)
+        if bucket is not None:
+            sums.conversions += int(users)
+            new_conversions[variant][int(bucket) * width] = int(users)
+    return dict(new_conversions), dict(outcomes)
 
 
 def _experiment(cursor, name: str) -> ExperimentInfo:

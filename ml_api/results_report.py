@@ -1,6 +1,6 @@
 """The results document of an experiment: SQL aggregates run through ``experiment_stats``.
 
-One function builds the document that the JSON endpoint returns, the HTML page draws and
+One function builds the statistics that the JSON endpoint returns, the HTML page draws and
 the CLI prints, so the three always agree. It is recomputed from the durable record on
 every read (no state kept between reads): the always-valid p-value is the running
 minimum over the timeline's peeks, so reading it often or rarely gives the same answer.
@@ -31,11 +31,15 @@ from experiment_stats import (
     welch_t_test,
 )
 from ml_api.db import Database
+from ml_api.definitions import InvalidDefinition, parse_guardrails
 from ml_api.request_stats import latency_percentile
-from ml_api.results_query import Aggregates, OutcomeSums, RequestSums, fetch_aggregates
+from ml_api.results_query import Aggregates, OutcomeSums, RequestSums, VariantDefinition, fetch_aggregates
 
 ALPHA = 0.05
 POWER = 0.8
+# Mixing variance of the always-valid test: (1 percentage point)^2, kept fixed for every read
+# so the running minimum over the timeline stays one test (see experiment_stats.sequential).
+TAU2 = DEFAULT_TAU2
 # Planning needs a baseline rate; before the control has conversions, assume this one.
 DEFAULT_BASELINE_RATE = 0.05
 # Traffic per day is measured over at least this long, so a first minute is not extrapolated.
@@ -46,7 +50,6 @@ DEFAULT_GUARDRAILS: dict[str, float] = {
     "max_p95_latency_ms": 250.0,
     "min_requests": 200,
     "mde": 0.1,  # minimum detectable effect, relative to the control's rate
-    "tau2": DEFAULT_TAU2,  # mixing variance of the always-valid test (see experiment_stats.sequential)
 }
 METRICS = {
     "conversion": {
@@ -71,38 +74,34 @@ def build_results(db: Database, name: str) -> dict[str, Any]:
 
 def results_document(agg: Aggregates) -> dict[str, Any]:
     """Every statistic of the experiment, JSON-ready (NaN and infinities become None)."""
-    settings, settings_error = parse_guardrails(agg.experiment.guardrails)
+    settings, settings_error = guardrail_settings(agg.experiment.guardrails)
     control = agg.experiment.default_variant
-    names = [v.name for v in agg.experiment.variants]
+    variants = agg.experiment.variants
+    names = [v.name for v in variants]
     others = [n for n in names if n != control]
-    timeline, totals, previous = sequential_timeline(agg, control, others, settings["tau2"])
+    timeline, totals, previous = _sequential_timeline(agg, control, others, TAU2)
     comparisons = compare_to_control(
-        totals[control], {n: totals[n] for n in others}, alpha=ALPHA, tau2=settings["tau2"], previous=previous
+        totals[control], {n: totals[n] for n in others}, alpha=ALPHA, tau2=TAU2, previous=previous
     )
-    srm = sample_ratio_mismatch([totals[n][1] for n in names], [v.weight for v in agg.experiment.variants])
-    guardrails, breaches = guardrail_report(agg, names, control, settings)
-    plan = sample_size_plan(totals[control], settings["mde"], len(others))
-    slowest, per_day = slowest_variant(agg, totals, names)
+    srm = sample_ratio_mismatch([totals[n][1] for n in names], [v.weight for v in variants])
+    guardrails, breaches = _guardrails(agg, names, control, settings)
+    plan = _plan(totals[control], settings["mde"], len(others))
+    slowest, per_day = _traffic(agg, totals, names)
     decision = decide(comparisons, plan=plan, srm=srm, guardrail_breaches=breaches,
                       users_per_day_per_variant=per_day, alpha=ALPHA)
     outcomes = {n: agg.outcomes.get(n, OutcomeSums()) for n in names}
-    summaries = {n: MeanSummary.from_sums(totals[n][1], outcomes[n].total, outcomes[n].total_of_squares)
-                 for n in names}
+    means = {n: MeanSummary.from_sums(totals[n][1], outcomes[n].total, outcomes[n].total_of_squares) for n in names}
     return finite({
         "experiment": agg.experiment.name,
         "status": agg.experiment.status,
         "generated_at": _iso(datetime.now(timezone.utc)),
         "control": control,
         "metrics": METRICS,
-        "settings": {"alpha": ALPHA, "power": POWER, "tau2": settings["tau2"], "srm_threshold": DEFAULT_SRM_THRESHOLD},
+        "settings": {"alpha": ALPHA, "power": POWER, "tau2": TAU2, "srm_threshold": DEFAULT_SRM_THRESHOLD},
         "first_exposure": _iso(agg.first_exposure),
         "last_exposure": _iso(agg.last_exposure),
-        "variants": [
-            variant_row(v.name, v.weight, v.model, v.name == control, totals[v.name], outcomes[v.name],
-                        summaries[v.name])
-            for v in agg.experiment.variants
-        ],
-        "comparisons": [comparison_row(c, summaries[control], summaries[c.variant]) for c in comparisons],
+        "variants": [_variant(v, v.name == control, totals[v.name], outcomes[v.name], means[v.name]) for v in variants],
+        "comparisons": [_comparison(c, means[control], means[c.variant]) for c in comparisons],
         "srm": {
             "p_value": srm.p_value,
             "flagged": srm.flagged,
@@ -112,36 +111,24 @@ def results_document(agg: Aggregates) -> dict[str, Any]:
             "expected": dict(zip(names, srm.expected)),
         },
         "guardrails": {"thresholds": _thresholds(settings), "config_error": settings_error, "variants": guardrails},
-        "power": power_report(plan, settings["mde"], totals, slowest, per_day),
+        "power": _power(plan, settings["mde"], totals[slowest][1] if slowest else 0, per_day),
         "timeline_bucket_seconds": agg.bucket_seconds,
         "timeline": timeline,
         "decision": {"action": decision.action, "reason": decision.reason, "variant": decision.variant},
     })
 
 
-def parse_guardrails(text: str | None) -> tuple[dict[str, float], str | None]:
-    """Thresholds from the experiment's JSON, defaults for missing keys; a bad value is reported, not fatal."""
-    settings = dict(DEFAULT_GUARDRAILS)
+def guardrail_settings(text: str | None) -> tuple[dict[str, float], str | None]:
+    """Thresholds stored with the experiment over the defaults; a bad stored value is reported, not fatal."""
     if not text:
-        return settings, None
+        return dict(DEFAULT_GUARDRAILS), None
     try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        return settings, f"guardrails are not valid JSON ({exc}); using the defaults"
-    if not isinstance(raw, Mapping):
-        return settings, "guardrails must be a JSON object; using the defaults"
-    problems = []
-    for key, value in raw.items():
-        if key not in settings:
-            problems.append(f"unknown key {key!r} ignored")
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
-            problems.append(f"{key} must be a positive number, got {value!r}; using {settings[key]!r}")
-        else:
-            settings[key] = value
-    return settings, "; ".join(problems) or None
+        return DEFAULT_GUARDRAILS | parse_guardrails(json.loads(text)), None
+    except (ValueError, InvalidDefinition) as exc:  # hand-edited: the admin API stores only valid ones
+        return dict(DEFAULT_GUARDRAILS), f"stored guardrails ignored, using the defaults: {exc}"
 
 
-def sequential_timeline(
+def _sequential_timeline(
     agg: Aggregates, control: str, others: Sequence[str], tau2: float
 ) -> tuple[list[dict[str, Any]], dict[str, Counts], dict[str, SequentialTest]]:
     """Cumulative counts and always-valid results at the end of every time bucket.
@@ -183,15 +170,16 @@ def sequential_timeline(
     return timeline, totals, previous
 
 
-def variant_row(name: str, weight: float, model: str, is_control: bool, counts: Counts, outcomes: OutcomeSums,
-                summary: MeanSummary) -> dict[str, Any]:
+def _variant(variant: VariantDefinition, is_control: bool, counts: Counts, outcomes: OutcomeSums,
+             mean: MeanSummary) -> dict[str, Any]:
+    """One variant's exposures, conversion rate with its interval, and outcome value."""
     conversions, users = counts
     low, high = _rate_interval(conversions, users)
     return {
-        "variant": name,
+        "variant": variant.name,
         "control": is_control,
-        "weight": weight,
-        "model": model,
+        "weight": variant.weight,
+        "model": variant.model,
         "users": users,
         "conversions": conversions,
         "conversion_rate": conversions / users if users else None,
@@ -199,12 +187,13 @@ def variant_row(name: str, weight: float, model: str, is_control: bool, counts: 
         "ci_high": high,
         "users_with_outcomes": outcomes.users,
         "outcome_total": outcomes.total,
-        "outcome_mean": summary.mean,
-        "outcome_sd": math.sqrt(summary.variance),
+        "outcome_mean": mean.mean,
+        "outcome_sd": math.sqrt(mean.variance),
     }
 
 
-def comparison_row(c: VariantComparison, control: MeanSummary, variant: MeanSummary) -> dict[str, Any]:
+def _comparison(c: VariantComparison, control: MeanSummary, variant: MeanSummary) -> dict[str, Any]:
+    """One variation against the control: fixed-horizon, always-valid, Bayesian and Welch results."""
     fixed, seq = c.fixed, c.sequential
     welch = welch_t_test(control, variant, ALPHA)
     return {
@@ -238,7 +227,7 @@ def comparison_row(c: VariantComparison, control: MeanSummary, variant: MeanSumm
     }
 
 
-def guardrail_report(
+def _guardrails(
     agg: Aggregates, names: Sequence[str], control: str, settings: Mapping[str, float]
 ) -> tuple[list[dict[str, Any]], list[GuardrailBreach]]:
     """Error rate, fallback rate and p95 latency per variant, and the variations' breaches.
@@ -277,7 +266,7 @@ def guardrail_report(
     return rows, stopping
 
 
-def sample_size_plan(control: Counts, mde: float, variations: int) -> SampleSize | None:
+def _plan(control: Counts, mde: float, variations: int) -> SampleSize | None:
     """Users per variant to detect a relative ``mde`` on the control's rate (Bonferroni across variations)."""
     conversions, users = control
     rate = conversions / users if users else 0.0
@@ -288,7 +277,7 @@ def sample_size_plan(control: Counts, mde: float, variations: int) -> SampleSize
         return None
 
 
-def slowest_variant(agg: Aggregates, totals: Mapping[str, Counts], names: Sequence[str]) -> tuple[str | None, float | None]:
+def _traffic(agg: Aggregates, totals: Mapping[str, Counts], names: Sequence[str]) -> tuple[str | None, float | None]:
     """The variant with the fewest users (it decides when the plan is met) and its users per day."""
     if agg.first_exposure is None or agg.last_exposure is None:
         return None, None
@@ -297,9 +286,8 @@ def slowest_variant(agg: Aggregates, totals: Mapping[str, Counts], names: Sequen
     return slowest, totals[slowest][1] * 86400 / window
 
 
-def power_report(plan: SampleSize | None, mde: float, totals: Mapping[str, Counts], slowest: str | None,
-                 per_day: float | None) -> dict[str, Any]:
-    users = totals[slowest][1] if slowest else 0
+def _power(plan: SampleSize | None, mde: float, users: int, per_day: float | None) -> dict[str, Any]:
+    """The sample-size plan and how long the smallest variant still needs at its current traffic."""
     required = plan.users_per_variant if plan else None
     return {
         "baseline_rate": plan.baseline_rate if plan else None,

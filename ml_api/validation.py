@@ -1,7 +1,6 @@
 """Parsing and validating request bodies into typed requests, with messages that say what was wrong."""
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +11,12 @@ from ml_api.errors import ApiError
 
 REQUEST_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 MAX_FEATURES = 1024
+# scikit-learn's trees compute in float32, so no larger magnitude can be predicted; the
+# bound also keeps linear models' sums finite (no NaN probabilities in the answer).
+MAX_ABS_FEATURE = 3.4028234663852886e38
+# Outcomes are summed and squared in MySQL DOUBLEs for the statistics; this keeps them finite.
+MAX_ABS_OUTCOME = 1e12
+MAX_LABEL_LENGTH = 255
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class FeedbackRequest:
     request_id: str | None = None
     user_id: str | None = None
     experiment: str | None = None
+    label: str | None = None
 
 
 def bad_request(detail: str) -> ApiError:
@@ -78,8 +84,10 @@ def parse_features(body: dict[str, Any]) -> list[float]:
     for index, value in enumerate(features):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad_request(f"features[{index}] must be a number, got {json.dumps(value)[:50]}")
-        if not math.isfinite(value):
-            raise bad_request(f"features[{index}] must be finite, got {value}")
+        # A range check rather than math.isfinite, which overflows on a huge JSON integer.
+        if not -MAX_ABS_FEATURE <= value <= MAX_ABS_FEATURE:
+            raise bad_request(f"features[{index}] must be finite and at most {MAX_ABS_FEATURE:.4g} in magnitude, "
+                              f"got {json.dumps(value)[:50]}")
     return [float(v) for v in features]
 
 
@@ -98,15 +106,36 @@ def parse_feedback(body: dict[str, Any], default_experiment: str, max_user_id_le
     outcome = body.get("outcome")
     if outcome is None:
         raise bad_request("outcome is required: true/false or a number")
-    if not isinstance(outcome, (bool, int, float)) or not math.isfinite(outcome):
-        raise bad_request(f"outcome must be true/false or a finite number, got {json.dumps(outcome)[:50]}")
+    if not isinstance(outcome, (bool, int, float)) or not -MAX_ABS_OUTCOME <= outcome <= MAX_ABS_OUTCOME:
+        raise bad_request(f"outcome must be true/false or a finite number of magnitude at most {MAX_ABS_OUTCOME:g}, "
+                          f"got {json.dumps(outcome)[:50]}")
+    label = parse_label(body)
     request_id = body.get("request_id")
     if request_id is not None:
-        if not isinstance(request_id, str) or not REQUEST_ID_PATTERN.match(request_id):
+        if not isinstance(request_id, str) or not REQUEST_ID_PATTERN.fullmatch(request_id):
             raise bad_request("request_id must be the 32 hex characters returned by /predict")
-        return FeedbackRequest(outcome=float(outcome), request_id=request_id)
+        return FeedbackRequest(outcome=float(outcome), request_id=request_id, label=label)
     user_id = text_field(body, "user_id", max_user_id_length, required=False)
     if user_id is None:
         raise bad_request("give either request_id, or user_id (and experiment, default DEFAULT_EXPERIMENT)")
     experiment = text_field(body, "experiment", 64, required=False) or default_experiment
-    return FeedbackRequest(outcome=float(outcome), user_id=user_id, experiment=experiment)
+    return FeedbackRequest(outcome=float(outcome), user_id=user_id, experiment=experiment, label=label)
+
+
+def parse_label(body: dict[str, Any]) -> str | None:
+    """The optional true ``label`` of the predicted request (a class name or a number), as text."""
+    label = body.get("label")
+    if label is None:
+        return None
+    if isinstance(label, str):
+        return text_field(body, "label", MAX_LABEL_LENGTH)
+    if isinstance(label, bool) or not isinstance(label, (int, float)) or not -MAX_ABS_FEATURE <= label <= MAX_ABS_FEATURE:
+        raise bad_request(f"label must be a string or a finite number, got {json.dumps(label)[:50]}")
+    return label_text(label)
+
+
+def label_text(label: Any) -> str:
+    """A predicted or true label as comparable text: 2.0 and 2 are both "2"."""
+    if isinstance(label, float) and label.is_integer():
+        label = int(label)
+    return str(label)[:MAX_LABEL_LENGTH]

@@ -100,6 +100,13 @@ CREATE TABLE IF NOT EXISTS exposure_counts (
     CONSTRAINT fk_exposure_counts_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
+-- Once, for a database that had exposures before this table existed (a no-op as soon as
+-- it has rows). Before the trigger: a trigger firing first would make the table non-empty.
+INSERT INTO exposure_counts (experiment_id, variant, hour, shard, users)
+    SELECT experiment_id, variant, UNIX_TIMESTAMP(assigned_at) DIV 3600, CRC32(user_id) % 16, COUNT(*)
+    FROM assignments WHERE NOT EXISTS (SELECT 1 FROM exposure_counts)
+    GROUP BY experiment_id, variant, UNIX_TIMESTAMP(assigned_at) DIV 3600, CRC32(user_id) % 16;
+
 -- Fires only for a real first exposure: a repeated one is a no-op update, not an insert.
 CREATE TRIGGER IF NOT EXISTS assignments_count_exposure AFTER INSERT ON assignments FOR EACH ROW
     INSERT INTO exposure_counts (experiment_id, variant, hour, shard, users)
@@ -118,6 +125,12 @@ CREATE TABLE IF NOT EXISTS outcome_users (
     PRIMARY KEY (experiment_id, variant, user_id),
     CONSTRAINT fk_outcome_users_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Once, for outcomes recorded before this table existed (as for exposure_counts).
+INSERT INTO outcome_users (experiment_id, variant, user_id, outcomes, total, converted_at)
+    SELECT experiment_id, variant, user_id, COUNT(*), SUM(value), MIN(IF(value > 0, recorded_at, NULL))
+    FROM outcomes WHERE NOT EXISTS (SELECT 1 FROM outcome_users)
+    GROUP BY experiment_id, variant, user_id;
 
 -- A replayed outcome (same feedback_id) is a no-op update and is not counted twice.
 CREATE TRIGGER IF NOT EXISTS outcomes_sum_per_user AFTER INSERT ON outcomes FOR EACH ROW
@@ -154,4 +167,58 @@ CREATE TABLE IF NOT EXISTS request_totals (
     fallbacks      BIGINT UNSIGNED NOT NULL,
     PRIMARY KEY (experiment_id, variant, latency_bucket),
     CONSTRAINT fk_request_totals_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Safe rollout of an experiment (ml_api/rollout*.py): a shadow model mirrored on a share
+-- of requests, a canary ramp of the traffic allocation, and the guardrail pause. Changed
+-- only inside the experiment-change transaction (version bump + history row).
+CREATE TABLE IF NOT EXISTS experiment_rollouts (
+    experiment_id        INT UNSIGNED NOT NULL,
+    shadow_model         VARCHAR(64)  NULL,
+    -- Share of users (0..100 %) whose requests the shadow model also answers.
+    shadow_percent       DECIMAL(7, 4) NOT NULL DEFAULT 0,
+    -- Ramp steps as a JSON list of {"allocation", "min_seconds"}; NULL: no ramp.
+    ramp                 TEXT         NULL,
+    ramp_step            SMALLINT UNSIGNED NULL,
+    step_started_at      TIMESTAMP(3) NULL DEFAULT NULL,
+    -- The breach that paused the experiment (JSON: guardrail, variant, observed, threshold);
+    -- NULL when not paused by a guardrail. Cleared when the experiment is started again.
+    guardrail_breach     TEXT         NULL,
+    -- Guardrails count requests from this minute (Unix time DIV 60) on: those before the
+    -- last guardrail pause do not pause the experiment again after a resume.
+    guardrail_from_minute INT UNSIGNED NOT NULL DEFAULT 0,
+    PRIMARY KEY (experiment_id),
+    CONSTRAINT fk_rollouts_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- One row per mirrored request: what was served and what the shadow model said (NULL
+-- label: the shadow model failed, see shadow_error). Written in batches off the request path.
+CREATE TABLE IF NOT EXISTS shadow_predictions (
+    request_id    CHAR(32)     NOT NULL,
+    experiment_id INT UNSIGNED NOT NULL,
+    user_id       VARCHAR(128) NOT NULL,
+    variant       VARCHAR(64)  NOT NULL,
+    served_model  VARCHAR(64)  NOT NULL,
+    served_label  VARCHAR(255) NOT NULL,
+    shadow_model  VARCHAR(64)  NOT NULL,
+    shadow_label  VARCHAR(255) NULL,
+    shadow_error  VARCHAR(255) NULL,
+    shadow_ms     DOUBLE       NULL,
+    created_at    TIMESTAMP(3) NOT NULL,
+    PRIMARY KEY (request_id),
+    KEY ix_shadow_experiment (experiment_id, shadow_model),
+    CONSTRAINT fk_shadow_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- The true label posted with an outcome (POST /feedback {"label"}), for the accuracy of
+-- served and shadow predictions; the latest label of a request counts.
+CREATE TABLE IF NOT EXISTS feedback_labels (
+    feedback_id   CHAR(32)     NOT NULL,
+    experiment_id INT UNSIGNED NOT NULL,
+    request_id    CHAR(32)     NULL,
+    label         VARCHAR(255) NOT NULL,
+    recorded_at   TIMESTAMP(3) NOT NULL,
+    PRIMARY KEY (feedback_id),
+    KEY ix_feedback_labels_request (request_id, recorded_at),
+    CONSTRAINT fk_feedback_labels_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;

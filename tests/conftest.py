@@ -4,6 +4,7 @@ Every test run creates its own MySQL database (``abtest_test_<random>``) and Red
 prefix, and removes them at the end; nothing touches the data of a running gateway.
 """
 
+import dataclasses
 import os
 import secrets
 import shutil
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,19 +51,29 @@ def model_dir(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def mysql_database(base_config: Config) -> Iterator[str]:
-    """A fresh database with the schema applied, dropped after the run."""
-    name = f"{base_config.mysql.database}_test_{secrets.token_hex(4)}"
+@contextmanager
+def private_database(base_config: Config, label: str) -> Iterator[str]:
+    """A fresh database ``<MYSQL_DATABASE>_<label>_<random>`` with the schema, dropped afterwards."""
+    name = f"{base_config.mysql.database}_{label}_{secrets.token_hex(4)}"
     s = base_config.mysql
     admin = mysql.connector.connect(host=s.host, port=s.port, user=s.user, password=s.password, autocommit=True)
     admin.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-    db = Database(s.__class__(**{**s.__dict__, "database": name}))
-    with db.connection() as conn:
-        apply_schema(conn)
-    yield name
-    admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
-    admin.close()
+    db = Database(dataclasses.replace(s, database=name))
+    try:
+        with db.connection() as conn:
+            apply_schema(conn)
+        db.close()
+        yield name
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def mysql_database(base_config: Config) -> Iterator[str]:
+    """This run's database (the schema applied), dropped after the run."""
+    with private_database(base_config, "test") as name:
+        yield name
 
 
 @pytest.fixture(scope="session")
@@ -79,11 +91,10 @@ def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
         redis_client.delete(*keys[start:start + 1000])
 
 
-@pytest.fixture
-def overrides(mysql_database: str, redis_prefix: str, model_dir: Path, tmp_path: Path) -> dict[str, str]:
-    """Settings that point a gateway at this test's database, prefix, models and files."""
+def isolated_settings(database: str, redis_prefix: str, model_dir: Path, tmp_path: Path) -> dict[str, str]:
+    """Settings that point a gateway at its own database, key prefix, models and files."""
     return {
-        "MYSQL_DATABASE": mysql_database,
+        "MYSQL_DATABASE": database,
         "REDIS_KEY_PREFIX": redis_prefix,
         "MODEL_DIR": str(model_dir),
         "SPOOL_PATH": str(tmp_path / "spool.db"),
@@ -94,6 +105,12 @@ def overrides(mysql_database: str, redis_prefix: str, model_dir: Path, tmp_path:
         "LOGSTASH_HOST": "",
         "CONFIG_REFRESH_SECONDS": "0.2",
     }
+
+
+@pytest.fixture
+def overrides(mysql_database: str, redis_prefix: str, model_dir: Path, tmp_path: Path) -> dict[str, str]:
+    """This test's isolated settings."""
+    return isolated_settings(mysql_database, redis_prefix, model_dir, tmp_path)
 
 
 @pytest.fixture

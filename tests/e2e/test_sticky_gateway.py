@@ -54,8 +54,15 @@ def test_10000_users_keep_their_variant_and_split_by_weight(gateway, make_experi
     changed = [u for u in users if len({r[u] for r in rounds}) != 1]
     assert changed == [], f"{len(changed)} users changed variant, e.g. {changed[:5]}"
     assert_split_matches(rounds[0], {"control": 70, "variation": 30})
-    detail = gateway.get(f"/experiments/{experiment}").json()
-    assert sum(v["users"] for v in detail["variants"]) == len(users)
+    assert stored_users(gateway, experiment) == len(users)
+
+
+def stored_users(gateway, experiment: str, timeout: float = 20) -> int:
+    """Exposures in MySQL, once the spool is empty (under load a few may have been spooled)."""
+    deadline = time.monotonic() + timeout
+    while gateway.get("/ready").json()["checks"]["mysql"]["spooled_records"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return sum(v["users"] for v in gateway.get(f"/experiments/{experiment}").json()["variants"])
 
 
 def wait_for_definitions(seconds: float = 1.0) -> None:

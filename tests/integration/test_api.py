@@ -84,7 +84,7 @@ def test_bad_features(client, experiment, features, words):
     assert_error(predict(client, body), 400, *words)
 
 
-@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e39", "1" + "0" * 400])
 def test_non_finite_features(client, experiment, literal):
     raw = f'{{"user_id": "u", "experiment": "{experiment}", "features": [1, {literal}, 3, 4]}}'
     response = client.post("/predict", data=raw, content_type="application/json")
@@ -163,6 +163,9 @@ def test_feedback_for_an_unknown_request(client):
     ({"outcome": 1}, ["either request_id, or user_id"]),
     ({"request_id": "not-an-id", "outcome": 1}, ["32 hex characters"]),
     ({"request_id": "' OR 1=1 --", "outcome": 1}, ["32 hex characters"]),
+    ({"request_id": "0" * 32 + "\n", "outcome": 1}, ["32 hex characters"]),
+    ({"user_id": "u", "outcome": 1e13}, ["finite number"]),
+    ({"user_id": "u", "outcome": 10 ** 400}, ["finite number"]),
 ])
 def test_bad_feedback(client, body, words):
     assert_error(client.post("/feedback", json=body), 400, *words)
@@ -190,7 +193,7 @@ def test_health_and_ready(client, experiment):
     ready = client.get("/ready")
     assert ready.status_code == 200
     assert {k: v["status"] for k, v in ready.get_json()["checks"].items()} == {
-        "models": "ok", "redis": "ok", "mysql": "ok", "experiments": "ok"}
+        "models": "ok", "redis": "ok", "mysql": "ok", "experiments": "ok", "rollout": "ok"}
 
 
 def test_ready_is_503_when_redis_is_unreachable(make_app, experiment):

@@ -34,7 +34,9 @@ def test_every_change_is_in_the_history(repo, make_experiment):
 
 @pytest.mark.parametrize("change,message", [
     (lambda r, n: r.set_weights(n, {"control": 1}, "t"), "exactly these variants"),
-    (lambda r, n: r.set_weights(n, {"control": -1, "variation": 2}, "t"), ">= 0"),
+    (lambda r, n: r.set_weights(n, {"control": -1, "variation": 2}, "t"), "from 0 to 10000"),
+    (lambda r, n: r.set_weights(n, {"control": 1e6, "variation": 2}, "t"), "from 0 to 10000"),
+    (lambda r, n: r.set_weights(n, {"control": 0.00001, "variation": 0}, "t"), "more than zero"),
     (lambda r, n: r.set_weights(n, {"control": 0, "variation": 0}, "t"), "more than zero"),
     (lambda r, n: r.set_traffic_allocation(n, 1.5, "t"), "between 0 and 1"),
     (lambda r, n: r.set_status(n, "running-ish", "t"), "status must be one of"),

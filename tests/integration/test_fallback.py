@@ -64,3 +64,6 @@ def test_control_failure_is_a_clear_503(misbehaving_app):
         "/predict", json={"user_id": "u", "experiment": experiment, "features": IRIS})
     assert response.status_code == 503
     assert "feature store unreachable" in response.get_json()["detail"]
+    pending = misbehaving_app.extensions["ml_api"].request_stats.pending()
+    errors = [counts[1] for (_, variant, _, _), counts in pending.items() if variant == "control"]
+    assert errors == [1], "the failed request counts as an error for the guardrails"

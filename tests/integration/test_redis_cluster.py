@@ -18,13 +18,17 @@ import redis
 
 from assigner import RedisAssignmentStore
 from assigner.sharded_store import ShardedRedisAssignmentStore
-from ml_api.cache import create_redis
+from ml_api.cache import RequestDirectory, create_redis
 from ml_api.config import load_config
-from tests.integration.test_sharded_store import (  # the shared store contract, rerun here
+from tests.integration.test_sharded_store import (  # noqa: F401 - the store contract, rerun here
     STORES,
+    assert_claim_sent_once_while_busy,
     test_concurrent_first_claims_agree_on_one_winner,
     test_experiments_are_separate,
     test_first_claim_wins_and_later_claims_read_it,
+    test_get_reads_without_writing,
+    test_piggyback_sends_the_request_id_with_the_claim,
+    test_piggyback_without_a_claim_sends_the_request_id_on_finish,
     test_put_overwrites,
     test_put_without_a_claim_stores,
     test_unicode_user_ids_and_many_variants,
@@ -103,7 +107,9 @@ def cluster_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def cluster_client(cluster_url: str) -> Iterator[redis.RedisCluster]:
-    client = create_redis(load_config({"REDIS_URL": cluster_url, "REDIS_CLUSTER": "true"}))
+    # A generous timeout: these tests are about semantics, on a machine that may be busy.
+    settings = {"REDIS_URL": cluster_url, "REDIS_CLUSTER": "true", "REDIS_TIMEOUT_SECONDS": "2"}
+    client = create_redis(load_config(settings))
     assert isinstance(client, redis.RedisCluster)
     yield client
     client.close()
@@ -113,6 +119,24 @@ def cluster_client(cluster_url: str) -> Iterator[redis.RedisCluster]:
 def store(request, cluster_client):
     """Overrides the contract's ``store``: the same tests, on the cluster."""
     return STORES[request.param](cluster_client, f"cluster-{request.node.name}")
+
+
+@pytest.fixture
+def directory(request, cluster_client) -> RequestDirectory:
+    """Overrides the contract's ``directory``: request ids land in other slots than claims."""
+    return RequestDirectory(cluster_client, f"cluster-{request.node.name}", ttl_seconds=60)
+
+
+def test_piggyback_after_a_script_flush_spans_two_slots(cluster_client):
+    store = ShardedRedisAssignmentStore(cluster_client, "cluster-flush")
+    directory = RequestDirectory(cluster_client, "cluster-flush", ttl_seconds=60)
+    for node in cluster_client.get_primaries():
+        cluster_client.get_redis_connection(node).script_flush()
+    piggyback = directory.piggyback(store, "e" * 32, "exp", "u")
+    assert piggyback.claim(1, "u", "variation") is None
+    assert piggyback.finish() is True and directory.resolve("e" * 32) == ("exp", "u")
+    assert cluster_client.keyslot(directory.key("e" * 32)) != cluster_client.keyslot(store.locate(1, "u")[0])
+    assert store.claim(1, "u", "control") == "variation"
 
 
 def test_the_cluster_has_three_masters(cluster_client):
@@ -147,3 +171,22 @@ def test_keys_store_writes_one_key_per_user_on_its_own_slot(cluster_client):
     store = RedisAssignmentStore(cluster_client, "cluster-keys")
     store.claim(2, "u-1", "control")
     assert cluster_client.get(store.key(2, "u-1")) == b"control"
+
+
+def sticky_key(store: object, experiment_id: int, user_id: str) -> str:
+    return store.key(experiment_id, user_id) if isinstance(store, RedisAssignmentStore) else store.locate(
+        experiment_id, user_id)[0]
+
+
+@pytest.mark.parametrize("store_class", list(STORES.values()), ids=list(STORES))
+def test_a_timed_out_claim_is_sent_once(store_class, cluster_url):
+    """A claim that timed out may still run; sent again, it would read its own write as a
+    cache hit and the exposure would never reach MySQL (see ``ml_api.cache.create_redis``)."""
+    settings = {"REDIS_URL": cluster_url, "REDIS_CLUSTER": "true", "REDIS_TIMEOUT_SECONDS": "0.1"}
+    client = create_redis(load_config(settings))
+    store = store_class(client, "cluster-timeout")
+    node = client.get_node_from_key(sticky_key(store, 1, "u"))
+    neighbour = next(f"w{i}" for i in range(1000) if client.get_node_from_key(sticky_key(store, 1, f"w{i}")) == node)
+    store.claim(1, neighbour, "control")  # connected to that node, script cached
+    assert_claim_sent_once_while_busy(store, redis.Redis(host=node.host, port=node.port))
+    client.close()

@@ -6,6 +6,7 @@ functions against a Redis Cluster by overriding that fixture.
 """
 
 import threading
+import time
 
 import pytest
 import redis
@@ -14,7 +15,8 @@ from redis.retry import Retry
 
 from assigner import InMemoryAssignmentStore, RedisAssignmentStore, StoreUnavailable
 from assigner.sharded_store import FIELD_BYTES, ShardedRedisAssignmentStore
-from ml_api.cache import RequestDirectory
+from ml_api.cache import RequestDirectory, create_redis
+from ml_api.config import load_config
 
 STORES = {"keys": RedisAssignmentStore, "sharded": ShardedRedisAssignmentStore}
 
@@ -164,7 +166,7 @@ def test_claim_along_queues_the_same_claim_on_a_pipeline(store_class, redis_clie
     assert answers == [(True, None), (True, "control")]
 
 
-def test_claim_along_loads_the_script_on_a_server_that_lacks_it(private_redis):
+def test_claim_along_works_on_a_server_that_lacks_the_script(private_redis):
     client = redis.Redis.from_url(private_redis)
     store = ShardedRedisAssignmentStore(client, "p")
     store.claim(1, "before", "control")
@@ -212,3 +214,40 @@ def test_piggyback_with_redis_away_fails_once_and_does_not_retry(store_class):
     with pytest.raises(StoreUnavailable):
         piggyback.claim(1, "u", "control")
     assert piggyback.finish() is False
+
+
+BUSY_SCRIPT = """
+-- ARGV[1] - milliseconds to keep the server busy (nothing else runs meanwhile)
+local start = redis.call('TIME')
+repeat
+    local now = redis.call('TIME')
+until (now[1] - start[1]) * 1000 + (now[2] - start[2]) / 1000 >= tonumber(ARGV[1])
+return 1
+"""
+
+
+@pytest.mark.parametrize("store_class", list(STORES.values()), ids=list(STORES))
+def test_a_timed_out_claim_is_sent_once(store_class, private_redis):
+    """A claim that timed out may still run; retried, it would read its own write as a cache
+    hit and the user's exposure would never reach MySQL. The gateway's client never retries it."""
+    client = create_redis(load_config({"REDIS_URL": private_redis, "REDIS_TIMEOUT_SECONDS": "0.1"}))
+    admin = redis.Redis.from_url(private_redis)
+    store = store_class(client, "p")
+    store.claim(1, "warm-up", "control")  # connected, script cached
+    assert_claim_sent_once_while_busy(store, admin)
+    assert store.get(1, "u") == "control"  # the timed-out claim did run
+
+
+def assert_claim_sent_once_while_busy(store, admin: redis.Redis) -> None:
+    """Keep ``admin``'s server busy past the client timeout; the claim must fail, sent once."""
+    admin.config_resetstat()
+    address = admin.connection_pool.connection_kwargs
+    busy_client = redis.Redis(host=address["host"], port=address["port"])
+    busy = threading.Thread(target=lambda: busy_client.eval(BUSY_SCRIPT, 0, 600))
+    busy.start()
+    time.sleep(0.1)
+    with pytest.raises(StoreUnavailable):
+        store.claim(1, "u", "control")
+    busy.join()
+    stats = admin.info("commandstats")
+    assert sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("set", "evalsha")) == 1

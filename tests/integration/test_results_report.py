@@ -1,0 +1,49 @@
+"""`python -m ml_api.report NAME` prints the document of the JSON endpoint as tables."""
+
+import json
+import os
+import subprocess
+import sys
+
+from ml_api.config import PROJECT_ROOT
+from ml_api.report import main
+from tests.integration.test_results import get_results, record_requests, seed
+
+
+def without_clock(document: dict) -> dict:
+    return {key: value for key, value in document.items() if key != "generated_at"}
+
+
+def test_the_report_prints_the_same_numbers_as_the_endpoint(client, db, make_experiment, overrides):
+    name = make_experiment()
+    eid = seed(db, name, {"control": 1500, "variation": 1500}, {"control": 150, "variation": 210})
+    record_requests(db, eid, "variation", 400, latency_ms=30, fallbacks=4)
+    body = get_results(client, name)
+
+    env = {**os.environ, **overrides, "PYTHONPATH": str(PROJECT_ROOT)}
+    printed = subprocess.run([sys.executable, "-m", "ml_api.report", name], cwd=PROJECT_ROOT, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert printed.returncode == 0, printed.stderr
+    text = printed.stdout
+    assert f"Decision: {body['decision']['action'].upper()} - {body['decision']['reason']}" in text
+    first_control_row = next(line for line in text.splitlines() if line.startswith("control"))  # the variants table
+    assert first_control_row.split()[1:6] == ["(control)", "50", "1,500", "150", "10.00%"]
+    assert f"{body['comparisons'][0]['difference'] * 100:+.2f} pp" in text
+    guardrail = next(line for line in text.splitlines() if line.startswith("variation") and "ms" in line)
+    assert "400" in guardrail and "1.00%" in guardrail and guardrail.endswith("ok")
+
+
+def test_json_output_is_the_endpoints_document(client, db, make_experiment, overrides, monkeypatch, capsys):
+    for key, value in overrides.items():
+        monkeypatch.setenv(key, value)
+    name = make_experiment()
+    seed(db, name, {"control": 300, "variation": 300}, {"control": 30, "variation": 33})
+    assert main([name, "--json"]) == 0
+    assert without_clock(json.loads(capsys.readouterr().out)) == without_clock(get_results(client, name))
+
+
+def test_an_unknown_experiment_is_an_error(overrides, monkeypatch, capsys):
+    for key, value in overrides.items():
+        monkeypatch.setenv(key, value)
+    assert main(["no-such-experiment"]) == 1
+    assert "no experiment named 'no-such-experiment'" in capsys.readouterr().err
