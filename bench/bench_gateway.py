@@ -18,7 +18,6 @@ import logging
 import os
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from ml_api.definitions import VariantSpec
 from ml_api.experiment_repo import ExperimentRepository
 from ml_api.models import load_model
 from ml_api.validation import parse_predict
+from scripts.local_redis import free_port
 
 MODELS = {"logreg": "LogisticRegression", "forest": "RandomForest"}
 FEATURES = [5.9, 3.0, 5.1, 1.8]
@@ -78,12 +78,6 @@ class Load:
     rps: float
     p50_ms: float
     p99_ms: float
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

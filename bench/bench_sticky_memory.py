@@ -11,8 +11,6 @@ are removed at the end.
 
 import argparse
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +20,8 @@ from pathlib import Path
 
 import redis
 
+from scripts.local_redis import local_redis
+
 from assigner import RedisAssignmentStore, bucket
 from assigner.sharded_store import DEFAULT_SHARDS, ShardedRedisAssignmentStore
 
@@ -30,38 +30,14 @@ EXPERIMENT_ID = 1
 TARGET_BYTES = 16
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def private_redis() -> Iterator[redis.Redis]:
     """A redis-server with default settings and no persistence, on a free loopback port."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-    port, workdir = free_port(), Path(tempfile.mkdtemp(prefix="bench-sticky-"))
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-sticky-"))
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield client
+        with local_redis(workdir) as url:
+            yield redis.Redis.from_url(url)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

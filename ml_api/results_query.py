@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 from mysql.connector.abstracts import MySQLConnectionAbstract
 
+from assigner import Variant
 from ml_api.db import Database
 from ml_api.experiment_repo import UnknownExperiment
 
@@ -41,20 +42,13 @@ REQUESTS = (
 
 
 @dataclass(frozen=True)
-class VariantDefinition:
-    name: str
-    weight: float
-    model: str
-
-
-@dataclass(frozen=True)
 class ExperimentInfo:
     id: int
     name: str
     status: str
     default_variant: str
     guardrails: str | None  # the JSON text as stored
-    variants: tuple[VariantDefinition, ...]
+    variants: tuple[Variant, ...]
 
 
 @dataclass
@@ -159,7 +153,7 @@ def _experiment(cursor, name: str) -> ExperimentInfo:
         raise UnknownExperiment(name)
     experiment_id, name, status, default_variant, guardrails = row
     cursor.execute(VARIANTS, (experiment_id,))
-    variants = tuple(VariantDefinition(v, float(w), m) for v, w, m in cursor.fetchall())
+    variants = tuple(Variant(v, float(w), m) for v, w, m in cursor.fetchall())
     return ExperimentInfo(int(experiment_id), name, status, default_variant, guardrails, variants)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from scipy.stats import binomtest
 
+from assigner import Variant
 from experiment_stats import (
     DEFAULT_SRM_THRESHOLD,
     DEFAULT_TAU2,
@@ -33,7 +34,7 @@ from experiment_stats import (
 from ml_api.db import Database
 from ml_api.definitions import InvalidDefinition, parse_guardrails
 from ml_api.request_stats import latency_percentile
-from ml_api.results_query import Aggregates, OutcomeSums, RequestSums, VariantDefinition, fetch_aggregates
+from ml_api.results_query import Aggregates, OutcomeSums, RequestSums, fetch_aggregates
 
 ALPHA = 0.05
 POWER = 0.8
@@ -170,7 +171,7 @@ def _sequential_timeline(
     return timeline, totals, previous
 
 
-def _variant(variant: VariantDefinition, is_control: bool, counts: Counts, outcomes: OutcomeSums,
+def _variant(variant: Variant, is_control: bool, counts: Counts, outcomes: OutcomeSums,
              mean: MeanSummary) -> dict[str, Any]:
     """One variant's exposures, conversion rate with its interval, and outcome value."""
     conversions, users = counts

@@ -7,9 +7,7 @@ prefix, and removes them at the end; nothing touches the data of a running gatew
 import dataclasses
 import os
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,13 +27,8 @@ from ml_api.db import Database, apply_schema
 from ml_api.definitions import VariantSpec
 from ml_api.experiment_repo import ExperimentRepository
 from assigner import ExperimentStatus
+from scripts.local_redis import free_port, local_redis
 from scripts.train_models import train
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -238,25 +231,5 @@ def gateway(overrides: dict[str, str], tmp_path: Path) -> Iterator[Gateway]:
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[str]:
     """A redis-server of this test alone on a free port (so the test may stop it)."""
-    port = free_port()
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed (make test installs it)")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    with local_redis(tmp_path) as url:
+        yield url
