@@ -65,9 +65,6 @@ class InstrumentedStore:
     def __init__(self, store: Any) -> None:
         self._store = store
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
     def claim(self, experiment_id: int, user_id: str, candidate: str) -> str | None:
         return self._counted("claim", experiment_id, user_id, candidate)
 

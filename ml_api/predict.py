@@ -40,7 +40,7 @@ def predict() -> dict[str, Any]:
 
     request_id = uuid.uuid4().hex
     store = svc.requests.piggyback(svc.store, request_id, experiment.name, req.user_id)
-    assignment = assign(experiment, req.user_id, store, svc.recorder)
+    assignment = assign(experiment, req.user_id, metrics.InstrumentedStore(store), svc.recorder)
     store.finish()  # the request id rode along with the sticky claim, or goes now
     assigned = time.perf_counter()
     try:

@@ -14,14 +14,13 @@ LATENCY_BOUNDS_MS[k]], and the last bucket everything above 16.4 s.
 """
 
 import bisect
-import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from ml_api.background import PeriodicTask
 from ml_api.db import Database
 
-log = logging.getLogger(__name__)
 
 LATENCY_BOUNDS_MS: tuple[float, ...] = tuple(0.25 * 2 ** (k / 4) for k in range(65))
 OVERFLOW_BUCKET = len(LATENCY_BOUNDS_MS)
@@ -77,12 +76,10 @@ class RequestStats:
 
     def __init__(self, db: Database, interval: float = 1.0, clock: Callable[[], float] = time.time) -> None:
         self._db = db
-        self._interval = interval
         self._clock = clock
         self._pending: Counts = {}
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._thread_lock = threading.Lock()
+        self._flusher = PeriodicTask("request-stats-flusher", self.flush, interval)
 
     def record(self, experiment_id: int, variant: str, latency_ms: float, error: bool = False,
                fallback: bool = False) -> None:
@@ -121,18 +118,10 @@ class RequestStats:
 
     def ensure_started(self) -> None:
         """Start the flushing thread in this process (after gunicorn's fork), once."""
-        with self._thread_lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="request-stats-flusher", daemon=True)
-                self._thread.start()
+        self._flusher.ensure_started()
 
-    def _run(self) -> None:
-        while True:
-            time.sleep(self._interval)
-            try:
-                self.flush()
-            except Exception:  # keep the thread alive; the counts stay pending for the next try
-                log.warning("request stats: flush failed, will retry", exc_info=True)
+    def stop(self) -> None:
+        self._flusher.stop()
 
 
 def _add(into: dict, key: tuple, counts: Sequence[int]) -> None:

@@ -18,7 +18,6 @@ its last shadow predictions first (``close``, from gunicorn's ``worker_exit``).
 """
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +26,7 @@ from flask import Flask, current_app
 
 from assigner import Assignment, Experiment, ExperimentStatus
 from ml_api import metrics
+from ml_api.background import PeriodicTask
 from ml_api.db import DatabaseUnavailable
 from ml_api.models import LoadedModel, Prediction
 from ml_api.rollout_changes import RAMP_ACTOR, RolloutRepository
@@ -49,11 +49,9 @@ class Rollout:
         self.svc = svc
         self.repo = RolloutRepository(svc.experiments, svc.db, svc.models.names)
         self.shadow = ShadowMirror(svc.models, svc.events, svc.config.log_raw_user_id)
-        self._interval = svc.config.config_refresh_seconds
         self._clock = clock
         self._states: dict[int, RolloutState] = {}
-        self._thread: threading.Thread | None = None
-        self._thread_lock = threading.Lock()
+        self._loop = PeriodicTask("rollout", self.tick, svc.config.config_refresh_seconds)
 
     def mirror(self, experiment: Experiment, assignment: Assignment, req: PredictRequest, request_id: str,
                served: LoadedModel, prediction: Prediction) -> None:
@@ -75,22 +73,14 @@ class Rollout:
 
     def start(self) -> None:
         """Load the state once, then keep ticking in a daemon thread (idempotent)."""
-        with self._thread_lock:
-            if self._thread is not None and self._thread.is_alive():
-                return
+        if not self._loop.is_running():
             self.tick()
-            self._thread = threading.Thread(target=self._run, name="rollout", daemon=True)
-            self._thread.start()
+        self._loop.ensure_started()
 
     def close(self, timeout: float = 2.0) -> None:
         """Let running shadow predictions finish (briefly), then write what is kept."""
         self.shadow.wait_idle(timeout)
         self._run_step(self._flush_shadow)
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self._interval)
-            self.tick()
 
     def tick(self) -> None:
         """One round of the rollout thread (see the module docstring); each step survives the others' failures."""

@@ -1,23 +1,24 @@
 """The per-worker objects every view needs, built once by the application factory."""
 
 from dataclasses import dataclass
+from functools import partial
 
 import redis
 from flask import Flask, current_app
 
 from assigner import AssignmentStore, RedisAssignmentStore
 from assigner.sharded_store import ShardedRedisAssignmentStore
+from ml_api.background import PeriodicTask
 from ml_api.cache import RequestDirectory, create_redis
 from ml_api.catalog import ExperimentCatalog
 from ml_api.config import Config
 from ml_api.db import Database, DatabaseUnavailable
 from ml_api.events import EventEmitter, create_emitter
 from ml_api.experiment_repo import ExperimentRepository
-from ml_api.metrics import InstrumentedStore
 from ml_api.models import ModelRegistry
 from ml_api.records import Recorder
 from ml_api.request_stats import RequestStats
-from ml_api.spool import Spool, SpoolFlusher
+from ml_api.spool import Spool, deliver_spool
 
 EXTENSION = "ml_api"
 
@@ -27,11 +28,11 @@ class Services:
     config: Config
     db: Database
     redis: "redis.Redis | redis.RedisCluster"
-    store: AssignmentStore
+    store: AssignmentStore  # the bare store; wrap it in metrics.InstrumentedStore where it is used
     requests: RequestDirectory
     recorder: Recorder
     spool: Spool
-    flusher: SpoolFlusher
+    flusher: PeriodicTask  # drains the spool into MySQL
     catalog: ExperimentCatalog
     experiments: ExperimentRepository
     models: ModelRegistry
@@ -53,11 +54,11 @@ def build_services(config: Config) -> Services:
         config=config,
         db=db,
         redis=client,
-        store=InstrumentedStore(create_store(config, client)),
+        store=create_store(config, client),
         requests=RequestDirectory(client, config.redis_key_prefix, config.request_id_ttl_seconds),
         recorder=recorder,
         spool=spool,
-        flusher=SpoolFlusher(spool, recorder.write_spooled, ready=lambda: _reachable(db)),
+        flusher=PeriodicTask("spool-flusher", partial(deliver_spool, spool, recorder.write_spooled, partial(_reachable, db)), 1.0),
         catalog=ExperimentCatalog(db, config.config_refresh_seconds, config.definitions_snapshot_path),
         experiments=ExperimentRepository(db, models.names),
         models=models,

@@ -10,7 +10,6 @@ crash is neither lost nor doubled.
 import json
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -105,33 +104,11 @@ class Spool:
         return delivered
 
 
-class SpoolFlusher:
-    """A daemon thread per worker that drains the spool every ``interval`` seconds."""
-
-    def __init__(self, spool: Spool, write: Callable[[list[Record]], None], ready: Callable[[], bool], interval: float = 1.0) -> None:
-        self._spool = spool
-        self._write = write
-        self._ready = ready
-        self._interval = interval
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def ensure_started(self) -> None:
-        """Start the thread in this process (after gunicorn's fork), once."""
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="spool-flusher", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(self._interval)
-            self._wake.clear()
-            try:
-                if self._spool.size() and self._ready():
-                    delivered = self._spool.drain(self._write)
-                    if delivered:
-                        log.info("spool: delivered %d records to MySQL", delivered)
-            except Exception:  # keep the thread alive; the records stay spooled
-                log.warning("spool: delivery failed, will retry", exc_info=True)
+def deliver_spool(spool: Spool, write: Callable[[list[Record]], None], ready: Callable[[], bool]) -> int:
+    """Drain the spool into MySQL when there is something to drain and MySQL answers."""
+    if not spool.size() or not ready():
+        return 0
+    delivered = spool.drain(write)
+    if delivered:
+        log.info("spool: delivered %d records to MySQL", delivered)
+    return delivered

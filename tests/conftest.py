@@ -150,8 +150,11 @@ def make_app(overrides: dict[str, str]):
 
     yield make
     for app in apps:
-        app.extensions["ml_api"].events.close()
-        app.extensions["ml_api"].db.close()
+        svc = app.extensions["ml_api"]
+        svc.flusher.stop()
+        svc.request_stats.stop()
+        svc.events.close()
+        svc.db.close()
 
 
 @pytest.fixture

@@ -213,3 +213,9 @@ def test_metrics_count_requests_sticky_lookups_and_latency(client, experiment):
     assert 'abtest_http_requests_total{method="POST",route="/predict",status="200"}' in text
     assert 'abtest_sticky_lookups_total{source="redis"}' in text
     assert f'abtest_predict_latency_seconds_count{{experiment="{experiment}",model="logreg",variant=' in text
+
+
+def test_redis_failures_on_the_pipelined_claim_are_counted(make_app, experiment):
+    client = make_app(REDIS_URL="redis://127.0.0.1:1/0").test_client()
+    assert predict(client, {"user_id": "u-down", "features": IRIS, "experiment": experiment}).status_code == 200
+    assert 'abtest_dependency_errors_total{dependency="redis"}' in client.get("/metrics").get_data(as_text=True)
