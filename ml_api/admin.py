@@ -17,7 +17,7 @@ from ml_api.definitions import InvalidDefinition, describe, parse_variants
 from ml_api.errors import ApiError
 from ml_api.experiment_repo import UnknownExperiment
 from ml_api.services import services
-from ml_api.validation import json_body, text_field
+from ml_api.validation import checked_text, json_body, text_field
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 MAX_ACTOR_LENGTH = 128
@@ -123,9 +123,8 @@ def change_status(name: str, action: str) -> dict[str, Any]:
 @require_admin
 def force_variant(name: str, user_id: str) -> dict[str, Any]:
     """Force a user's variant (QA); forced users are excluded from the statistics."""
+    user_id = checked_text("user_id", user_id, services().config.max_user_id_length)
     variant = text_field(json_body(request), "variant", 64)
-    if len(user_id) > services().config.max_user_id_length:
-        raise ApiError(400, "invalid_request", "user_id is too long")
     return describe(services().experiments.force_variant(name, user_id, variant, actor()))
 
 
@@ -133,6 +132,7 @@ def force_variant(name: str, user_id: str) -> dict[str, Any]:
 @require_admin
 def clear_override(name: str, user_id: str) -> dict[str, Any]:
     """Remove a user's forced variant."""
+    user_id = checked_text("user_id", user_id, services().config.max_user_id_length)
     return describe(services().experiments.clear_override(name, user_id, actor()))
 
 

@@ -135,16 +135,8 @@ def to_experiment(row: Mapping[str, Any], variants: Iterable[Mapping[str, Any]],
 
 def from_description(data: Mapping[str, Any]) -> Experiment:
     """The inverse of ``describe`` (with ``id``): rebuilds a definition from its JSON form."""
-    return Experiment(
-        id=int(data["id"]),
-        name=data["name"],
-        salt=data["salt"],
-        status=ExperimentStatus(data["status"]),
-        traffic_allocation=float(data["traffic_allocation"]),
-        default_variant=data["default_variant"],
-        variants=tuple(Variant(v["name"], float(v["weight"]), v["model"]) for v in data["variants"]),
-        overrides=dict(data.get("overrides") or {}),
-    )
+    variants = ({"name": v["name"], "weight": v["weight"], "model_name": v["model"]} for v in data["variants"])
+    return to_experiment(data, variants, data.get("overrides") or {})
 
 
 def describe(experiment: Experiment) -> dict[str, Any]:

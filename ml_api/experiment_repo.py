@@ -133,7 +133,7 @@ class ExperimentRepository:
                 [(weight, before.id, variant) for variant, weight in parsed.items()],
             )
 
-        return self._change(name, "set_weights", actor, change)
+        return self.apply_change(name, "set_weights", actor, change)
 
     def set_traffic_allocation(self, name: str, allocation: Any, actor: str) -> Experiment:
         def change(conn: MySQLConnectionAbstract, before: Experiment) -> None:
@@ -141,7 +141,7 @@ class ExperimentRepository:
                 "UPDATE experiments SET traffic_allocation = %s WHERE id = %s", (parse_allocation(allocation), before.id)
             )
 
-        return self._change(name, "set_traffic_allocation", actor, change)
+        return self.apply_change(name, "set_traffic_allocation", actor, change)
 
     def set_status(self, name: str, status: Any, actor: str) -> Experiment:
         """Start, pause or stop. A stopped experiment stays stopped."""
@@ -160,7 +160,7 @@ class ExperimentRepository:
                 (new_status.value, new_status.value, before.id),
             )
 
-        return self._change(name, f"status:{new_status.value}", actor, change)
+        return self.apply_change(name, f"status:{new_status.value}", actor, change)
 
     def set_salt(self, name: str, salt: Any, actor: str) -> Experiment:
         """A new salt reshuffles every user, so it is allowed only before the experiment starts."""
@@ -172,7 +172,7 @@ class ExperimentRepository:
                 )
             conn.cursor().execute("UPDATE experiments SET salt = %s WHERE id = %s", (parse_salt(salt), before.id))
 
-        return self._change(name, "set_salt", actor, change)
+        return self.apply_change(name, "set_salt", actor, change)
 
     def set_guardrails(self, name: str, guardrails: Any, actor: str) -> Experiment:
         """Replace the guardrail thresholds (see definitions.GUARDRAIL_LIMITS)."""
@@ -183,7 +183,7 @@ class ExperimentRepository:
                 (json.dumps(parse_guardrails(guardrails)), before.id),
             )
 
-        return self._change(name, "set_guardrails", actor, change)
+        return self.apply_change(name, "set_guardrails", actor, change)
 
     def guardrails(self, name: str) -> dict[str, float]:
         """The stored guardrail thresholds ({} when none were set)."""
@@ -207,13 +207,13 @@ class ExperimentRepository:
                 (before.id, user_id, variant),
             )
 
-        return self._change(name, "force_variant", actor, change)
+        return self.apply_change(name, "force_variant", actor, change)
 
     def clear_override(self, name: str, user_id: str, actor: str) -> Experiment:
         def change(conn: MySQLConnectionAbstract, before: Experiment) -> None:
             conn.cursor().execute("DELETE FROM overrides WHERE experiment_id = %s AND user_id = %s", (before.id, user_id))
 
-        return self._change(name, "clear_override", actor, change)
+        return self.apply_change(name, "clear_override", actor, change)
 
     def history(self, name: str) -> list[dict[str, Any]]:
         """Every change of an experiment, oldest first."""
@@ -238,9 +238,11 @@ class ExperimentRepository:
             for row in rows
         ]
 
-    def _change(
+    def apply_change(
         self, name: str, action: str, actor: str, apply: Callable[[MySQLConnectionAbstract, Experiment], None]
     ) -> Experiment:
+        """Run ``apply`` in one transaction that locks the experiment, bumps its version and
+        appends a history row with the definition before and after; returns the new one."""
         with self._db.transaction() as conn:
             cursor = conn.cursor()
             cursor.execute("SELECT id FROM experiments WHERE name = %s FOR UPDATE", (name,))

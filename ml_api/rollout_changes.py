@@ -1,6 +1,6 @@
 """Changing an experiment's rollout: shadow, ramp, and the automatic ramp advance and guardrail pause.
 
-Every change goes through ``ExperimentRepository._change``: one transaction that locks the
+Every change goes through ``ExperimentRepository.apply_change``: one transaction that locks the
 experiment row, applies the change, bumps ``version`` (which every worker polls) and
 appends a history row whose before/after snapshots include the rollout. The two automatic
 changes are compare-and-set updates inside that transaction, so with any number of
@@ -87,9 +87,12 @@ class RolloutRepository:
         """Mirror ``percent`` % of the experiment's users to ``model`` (a model named in api.env)."""
         if not isinstance(model, str) or model not in self._known_models:
             raise InvalidDefinition(f"unknown shadow model {model!r}; configured: {sorted(self._known_models)}")
-        if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0 < percent <= 100:
-            raise InvalidDefinition(f"shadow percent must be a number above 0 and at most 100, got {percent!r}")
-        return self._update(name, "set_shadow", actor, SET_SHADOW, (model, percent))
+        # Stored with four decimals: a share that would round to 0 would mirror nobody.
+        if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0.0001 <= percent <= 100:
+            raise InvalidDefinition(
+                f"shadow percent must be a number above 0 and at most 100 (0.0001 at least), got {str(percent)[:40]}"
+            )
+        return self._update(name, "set_shadow", actor, SET_SHADOW, (model, round(percent, 4)))
 
     def clear_shadow(self, name: str, actor: str) -> Experiment:
         return self._update(name, "clear_shadow", actor, CLEAR_SHADOW, ())
@@ -102,7 +105,7 @@ class RolloutRepository:
             _set_allocation(conn, before.id, parsed[0].allocation)
             _update_row(conn, before.id, SET_RAMP, (json.dumps([s.as_dict() for s in parsed]),))
 
-        return self._experiments._change(name, "set_ramp", actor, change)
+        return self._experiments.apply_change(name, "set_ramp", actor, change)
 
     def clear_ramp(self, name: str, actor: str) -> Experiment:
         """Stop ramping; the allocation stays where the ramp left it."""
@@ -158,11 +161,11 @@ class RolloutRepository:
         def change(conn: MySQLConnectionAbstract, before: Experiment) -> None:
             _update_row(conn, before.id, statement, params)
 
-        return self._experiments._change(name, action, actor, change)
+        return self._experiments.apply_change(name, action, actor, change)
 
     def _automatic(self, name: str, action: str, actor: str, change: Change) -> bool:
         try:
-            self._experiments._change(name, action, actor, change)
+            self._experiments.apply_change(name, action, actor, change)
         except ChangeRaced:
             return False
         return True

@@ -54,12 +54,17 @@ def json_body(request: Request) -> dict[str, Any]:
 
 
 def text_field(body: dict[str, Any], name: str, max_length: int, required: bool = True, why: str = "") -> str | None:
-    """A non-blank string of at most ``max_length`` characters that is valid UTF-8."""
+    """The body's ``name``: absent (None, or 400 when required), else a checked text."""
     value = body.get(name)
     if value is None:
         if required:
             raise bad_request(f"{name} is required{why}")
         return None
+    return checked_text(name, value, max_length)
+
+
+def checked_text(name: str, value: Any, max_length: int) -> str:
+    """A non-blank string of at most ``max_length`` characters that is valid UTF-8 (body or path)."""
     if not isinstance(value, str):
         raise bad_request(f"{name} must be a string, got {type(value).__name__}")
     if not value.strip():

@@ -135,3 +135,12 @@ def test_sql_injection_strings_in_admin_fields_are_refused_or_stored_verbatim(ad
     response = admin.put("/admin/experiments/adm-inj/overrides/u1", json={"variant": payload}, headers=AUTH)
     assert response.status_code == 422
     assert admin.get("/admin/experiments/adm-inj/history", headers={**AUTH, "X-Actor": payload}).status_code == 200
+
+
+@pytest.mark.parametrize("method", ["put", "delete"])
+@pytest.mark.parametrize("user_id,words", [("%20%20", "must not be empty"), ("u" * 129, "at most 128")])
+def test_override_user_ids_follow_the_predict_rules(admin, method, user_id, words):
+    create(admin, "adm-ovr")
+    response = getattr(admin, method)(f"/admin/experiments/adm-ovr/overrides/{user_id}",
+                                      json={"variant": "control"}, headers=AUTH)
+    assert response.status_code == 400 and words in response.get_json()["detail"]

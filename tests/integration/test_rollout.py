@@ -153,6 +153,7 @@ def test_shadow_is_set_shown_and_cleared_with_history(client, rollout_app, overr
     ({"model": "slow", "percent": 100.5}, 422, "above 0 and at most 100"),
     ({"model": "slow", "percent": "10"}, 422, "above 0 and at most 100"),
     ({"model": "slow", "percent": True}, 422, "above 0 and at most 100"),
+    ({"model": "slow", "percent": 5e-324}, 422, "above 0 and at most 100"),
 ])
 def test_bad_shadow_settings_are_refused(client, rollout_app, body, status, detail):
     name = create(rollout_app)
