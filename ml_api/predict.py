@@ -12,6 +12,7 @@ from ml_api import metrics
 from ml_api.catalog import DefinitionsUnavailable
 from ml_api.errors import ApiError
 from ml_api.models import LoadedModel, ModelError, Prediction
+from ml_api.request_events import note_for_error_event
 from ml_api.rollout import rollout
 from ml_api.services import Services, services
 from ml_api.validation import PredictRequest, json_body, parse_predict
@@ -46,6 +47,8 @@ def predict() -> dict[str, Any]:
     try:
         model, prediction, fallback, model_error = serve(svc, experiment, assignment, req)
     except ApiError:
+        note_for_error_event(**{"experiment.name": experiment.name, "experiment.variant": assignment.variant,
+                                "experiment.in_experiment": assignment.in_experiment})
         if assignment.in_experiment:  # no model could answer: an error against the guardrails
             svc.request_stats.record(experiment.id, assignment.variant, (time.perf_counter() - started) * 1000,
                                      error=True)

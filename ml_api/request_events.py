@@ -2,11 +2,18 @@
 
 import uuid
 
-from flask import Response, request
+from typing import Any
+
+from flask import Response, g, request
 
 from ml_api.services import services
 
 TRACKED_PATHS = {"/predict", "/feedback"}
+
+
+def note_for_error_event(**fields: Any) -> None:
+    """What a view knows so far (experiment, variant), for the error event if it then fails."""
+    g.setdefault("error_event_fields", {}).update(fields)
 
 
 def emit_error_events(response: Response) -> Response:
@@ -21,5 +28,7 @@ def emit_error_events(response: Response) -> Response:
             "http.response.status_code": response.status_code,
             "error.type": body.get("error", "http_error"),
             "error.message": body.get("detail"),
+            # so the dashboards can attribute a failure to its variant
+            **g.get("error_event_fields", {}),
         })
     return response

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import joblib
+import jsonschema
 import pytest
 
 from ml_api.config import PROJECT_ROOT
@@ -58,7 +59,7 @@ def test_variation_failure_falls_back_to_control(misbehaving_app, overrides, mod
     assert f'abtest_fallbacks_total{{experiment="{experiment}",variant="variation"}}' in metrics
 
 
-def test_control_failure_is_a_clear_503(misbehaving_app):
+def test_control_failure_is_a_clear_503(misbehaving_app, overrides):
     experiment = make_experiment(misbehaving_app, ("failing", "logreg"), (100, 0))
     response = misbehaving_app.test_client().post(
         "/predict", json={"user_id": "u", "experiment": experiment, "features": IRIS})
@@ -67,3 +68,6 @@ def test_control_failure_is_a_clear_503(misbehaving_app):
     pending = misbehaving_app.extensions["ml_api"].request_stats.pending()
     errors = [counts[1] for (_, variant, _, _), counts in pending.items() if variant == "control"]
     assert errors == [1], "the failed request counts as an error for the guardrails"
+    error_event = [e for e in events_of(misbehaving_app, overrides) if e["event"]["action"] == "error"][-1]
+    assert (error_event["experiment"]["name"], error_event["experiment"]["variant"]) == (experiment, "control")
+    jsonschema.validate(error_event, json.loads((PROJECT_ROOT / "logstash" / "event.schema.json").read_text()))
