@@ -5,11 +5,13 @@ Stickiness rules, in order:
 1. An experiment that is not running serves its default variant to everyone.
 2. A forced override (QA) wins; such users are not exposures.
 3. Users outside the traffic allocation get the default variant; not exposures.
-4. Otherwise the hash proposes a *candidate* under the current weights, and the sticky
+4. A variant this worker already confirmed for the user is answered from its memory
+   (``assigner.memory``), with no round trip; the memory is optional.
+5. Otherwise the hash proposes a *candidate* under the current weights, and the sticky
    store keeps the first variant it ever recorded for the user. On a cache miss the
    durable ledger is asked before the candidate is accepted, so a flushed cache, or a
    change of weights, never moves a user who was already assigned.
-5. With the cache unreachable, the ledger alone decides; the request never fails
+6. With the cache unreachable, the ledger alone decides; the request never fails
    because of the cache.
 """
 
@@ -18,6 +20,7 @@ from typing import Protocol
 from assigner.allocation import choose_variant, in_traffic
 from assigner.domain import Assignment, AssignmentSource, Experiment, ExperimentStatus
 from assigner.hashing import bucket, traffic_bucket
+from assigner.memory import StickyMemory
 from assigner.store import AssignmentStore, StoreUnavailable
 
 
@@ -33,7 +36,15 @@ class ExposureLedger(Protocol):
         """
 
 
-def assign(experiment: Experiment, user_id: str, store: AssignmentStore, ledger: ExposureLedger) -> Assignment:
+# Answers that may be remembered: confirmed by the cache or the durable record. A HASH
+# answer is not: the record could not be checked and may yet say otherwise.
+CONFIRMED = frozenset({AssignmentSource.REDIS, AssignmentSource.MYSQL, AssignmentSource.NEW})
+
+
+def assign(
+    experiment: Experiment, user_id: str, store: AssignmentStore, ledger: ExposureLedger,
+    memory: StickyMemory | None = None,
+) -> Assignment:
     """Decide the variant of ``user_id`` in ``experiment`` (see the module docstring)."""
     if experiment.status is not ExperimentStatus.RUNNING:
         return Assignment(experiment.default_variant, False, AssignmentSource.DEFAULT)
@@ -43,6 +54,18 @@ def assign(experiment: Experiment, user_id: str, store: AssignmentStore, ledger:
     if not in_traffic(experiment.traffic_allocation, traffic_bucket(experiment.salt, user_id)):
         return Assignment(experiment.default_variant, False, AssignmentSource.DEFAULT)
 
+    if memory is not None:
+        known = memory.recall(experiment.id, user_id)
+        if known is not None and known in experiment.variant_names:
+            return Assignment(known, True, AssignmentSource.MEMORY)
+    assignment = _sticky(experiment, user_id, store, ledger)
+    if memory is not None and assignment.source in CONFIRMED:
+        memory.remember(experiment.id, user_id, assignment.variant)
+    return assignment
+
+
+def _sticky(experiment: Experiment, user_id: str, store: AssignmentStore, ledger: ExposureLedger) -> Assignment:
+    """The user's first variant, from the sticky store, else the durable record, else the hash."""
     candidate = choose_variant(experiment.variants, bucket(experiment.salt, user_id))
     try:
         cached = store.claim(experiment.id, user_id, candidate)

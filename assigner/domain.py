@@ -14,6 +14,7 @@ class ExperimentStatus(str, Enum):
 class AssignmentSource(str, Enum):
     """Where the variant of a request came from."""
 
+    MEMORY = "memory"  # this worker had already confirmed the user's variant
     REDIS = "redis"  # the sticky cache already knew the user
     MYSQL = "mysql"  # the durable record knew the user (cache miss or cache down)
     NEW = "new"  # first exposure: the hash decided, the store recorded it

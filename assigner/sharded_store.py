@@ -32,7 +32,7 @@ the cache (the durable record stays right); user ids are not secret, so someone 
 craft a pair on purpose (about 2**31 hashes), which only affects the pair itself.
 
 Each operation is one script on one key: one round trip, atomic, and in one slot of a
-Redis Cluster (``EVALSHA``; ``EVAL`` when the claim rides on a caller's pipeline).
+Redis Cluster (``EVALSHA``).
 """
 
 import hashlib
@@ -40,7 +40,7 @@ import hashlib
 import redis
 from redis.commands.core import Script
 
-from assigner.store import REDIS_ERRORS, ClaimReply, StoreUnavailable, as_text, claim_reply
+from assigner.store import REDIS_ERRORS, StoreUnavailable, as_text
 
 DEFAULT_SHARDS = 16_384
 FIELD_BYTES = 6
@@ -131,20 +131,6 @@ return stored and name_of(KEYS[1], stored)
 
     def claim(self, experiment_id: int, user_id: str, candidate: str) -> str | None:
         return as_text(self._run(self._claim, experiment_id, user_id, candidate))
-
-    def claim_along(
-        self, pipe: "redis.client.Pipeline", experiment_id: int, user_id: str, candidate: str
-    ) -> ClaimReply:
-        """Queue the claim on the caller's pipeline, so it shares that round trip.
-
-        EVAL with the script text, not EVALSHA: a pipeline cannot stop to load a script the
-        server lacks, and redis-py's cluster pipeline refuses EVALSHA (and has no
-        ``eval()`` method, hence ``execute_command``). Redis still compiles the script once
-        and finds it by its hash.
-        """
-        key, field = self.locate(experiment_id, user_id)
-        pipe.execute_command("EVAL", self.CLAIM, 1, key, field, candidate)
-        return claim_reply
 
     def put(self, experiment_id: int, user_id: str, variant: str) -> None:
         self._run(self._put, experiment_id, user_id, variant)

@@ -11,14 +11,10 @@ The user id is the last part of the key and the experiment id is numeric, so no 
 whatever separators it holds, can reach another experiment's or another user's key.
 """
 
-from collections.abc import Callable
 from typing import Protocol
 
 import redis
 
-# Turns a claim's reply, read from a pipeline run with ``raise_on_error=False``, into what
-# ``claim`` returns (raising StoreUnavailable for an error reply).
-ClaimReply = Callable[[object], "str | None"]
 # What a Redis or Redis Cluster client raises when the cache cannot answer; the cluster
 # client's own exceptions (no reachable node, slot not covered) are no RedisError.
 REDIS_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException)
@@ -43,13 +39,6 @@ class AssignmentStore(Protocol):
 def as_text(value: object) -> str | None:
     """A Redis reply (bytes or None) as text."""
     return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
-def claim_reply(reply: object) -> str | None:
-    """The ``ClaimReply`` of a plain command: an error reply means the store is unavailable."""
-    if isinstance(reply, Exception):
-        raise StoreUnavailable(str(reply))
-    return as_text(reply)
 
 
 class InMemoryAssignmentStore:
@@ -97,13 +86,6 @@ class RedisAssignmentStore:
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
         return as_text(previous)
-
-    def claim_along(
-        self, pipe: "redis.client.Pipeline", experiment_id: int, user_id: str, candidate: str
-    ) -> ClaimReply:
-        """Queue the claim on the caller's pipeline, so it shares that round trip."""
-        pipe.set(self.key(experiment_id, user_id), candidate, nx=True, get=True)
-        return claim_reply
 
     def put(self, experiment_id: int, user_id: str, variant: str) -> None:
         try:

@@ -34,6 +34,7 @@ import redis
 import requests
 
 from assigner import ExperimentStatus, RedisAssignmentStore
+from assigner.memory import StickyMemory
 from assigner.sharded_store import ShardedRedisAssignmentStore
 from bench.baseline_app import create_app as create_baseline
 from ml_api import create_app
@@ -282,21 +283,21 @@ def print_costs(stack: Stack) -> None:
     event = {"experiment.name": experiment.name, "experiment.variant": "control", "model.name": "logreg",
              "prediction.label": "virginica", "prediction.probability": 0.9, "latency.total_ms": 1.0}
 
-    def claim_then_set() -> None:
-        svc.store.claim(experiment.id, "bench-1", "control")
-        svc.requests.remember("0" * 32, experiment.name, "bench-1")
+    def queue_and_send_ids(count: int = 100) -> None:
+        for _ in range(count):
+            svc.requests.remember(svc.requests.new_id(), experiment.name, "bench-1")
+        svc.requests.flush()
 
-    def claim_with_set() -> None:
-        piggyback = svc.requests.piggyback(svc.store, "0" * 32, experiment.name, "bench-1")
-        piggyback.claim(experiment.id, "bench-1", "control")
+    memory = StickyMemory(1000)
+    memory.remember(experiment.id, "bench-1", "control")
 
     steps = [
         ("validate the body", lambda: parse_predict(body, "x", 128), 2000),
         ("experiment definition (in-process cache)", lambda: svc.catalog.get(experiment.name), 2000),
         ("sticky claim, sharded store (EVALSHA)", lambda: sharded.claim(experiment.id, "bench-1", "control"), 500),
         ("sticky claim, keys store (SET NX GET)", lambda: keys.claim(experiment.id, "bench-1", "control"), 500),
-        ("claim, then request-id SET: 2 round trips", claim_then_set, 500),
-        ("claim + request-id SET pipelined: 1 round trip", claim_with_set, 500),
+        ("sticky answer from the worker's memory", lambda: memory.recall(experiment.id, "bench-1"), 2000),
+        ("request ids, queued and sent 100 per batch (x100)", queue_and_send_ids, 20),
         ("emit one event (build + queue)", lambda: svc.events.emit("predict", event), 2000),
         ("LogisticRegression, one row", lambda: logreg.predict(FEATURES), 300),
         ("RandomForest, sklearn predict_proba", lambda: forest.estimator.predict_proba([FEATURES]), 20),

@@ -5,13 +5,14 @@
 
 import os
 from collections.abc import Mapping
+from functools import partial
 
 from flask import Flask
 
 from ml_api import admin, docs, errors, experiments, feedback, health, metrics, predict, results, rollout_admin
 from ml_api.config import load_config
 from ml_api.request_events import emit_error_events
-from ml_api.services import Services, build_services, init_app
+from ml_api.services import Services, build_services, init_app, start_background
 
 
 def create_app(overrides: Mapping[str, str] | None = None) -> Flask:
@@ -27,8 +28,7 @@ def create_app(overrides: Mapping[str, str] | None = None) -> Flask:
         app.register_blueprint(module.bp)
     app.after_request(emit_error_events)
     app.after_request(metrics.count_request)
-    app.before_request(svc.flusher.ensure_started)
-    app.before_request(svc.request_stats.ensure_started)
+    app.before_request(partial(start_background, svc))
     report_model_errors(svc)
     return app
 

@@ -3,21 +3,39 @@
 Keys (besides the sticky keys documented in ``assigner.store`` and
 ``assigner.sharded_store``):
 
-``{prefix}:request:{request_id}``  string, JSON ``[experiment, user_id]`` of a served
-    request, so ``POST /feedback {"request_id"}`` can find the user. Expires after
-    ``REQUEST_ID_TTL_SECONDS``. Written in the same pipeline as the sticky claim
-    (``PiggybackStore``), so a prediction costs one Redis round trip, not two.
+``{prefix}:requests:{window}``  hash, request id -> JSON ``[experiment, user_id]`` of each
+    request served in one minute (``window`` = the issue time in ms, from the id's first 12
+    hex digits, // 60000), so ``POST /feedback {"request_id"}`` can find the user. The
+    hash expires ``REQUEST_ID_TTL_SECONDS`` after its minute ends. Written in batches by a
+    background thread (see ``RequestDirectory``): a prediction makes no Redis round trip
+    for it, and a batch is one ``HSET`` per minute it spans.
 """
 
 import json
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from assigner import AssignmentStore, StoreUnavailable
 from assigner.store import REDIS_ERRORS
+from ml_api.background import PeriodicTask
 from ml_api.config import Config
+from ml_api.metrics import DEPENDENCY_ERRORS
+
+log = logging.getLogger(__name__)
+
+WRITE_INTERVAL_SECONDS = 0.02
+WINDOW_MS = 60_000
+QUEUE_LIMIT = 100_000  # about 2 s of requests per worker at full speed; older ids are dropped
+# A miss for an id issued less than this long ago is looked up again after each of these
+# pauses: the issuing worker's writer may not have sent it yet.
+RESOLVE_GRACE_SECONDS = 1.0
+RESOLVE_PAUSES = (0.02, 0.05, 0.1, 0.2)
 
 
 def create_redis(config: Config) -> "redis.Redis | redis.RedisCluster":
@@ -37,84 +55,88 @@ def create_redis(config: Config) -> "redis.Redis | redis.RedisCluster":
 
 
 class RequestDirectory:
-    """Remembers which user and experiment a request id belongs to, for a while."""
+    """Remembers which user and experiment a request id belongs to, for a while.
 
-    def __init__(self, client: "redis.Redis | redis.RedisCluster", prefix: str, ttl_seconds: int) -> None:
+    Off the request path: ``remember`` appends to an in-process queue, and the worker's
+    ``writer`` thread sends everything queued every ``WRITE_INTERVAL_SECONDS`` in one
+    round trip. A request id therefore becomes resolvable a few milliseconds after its
+    response; ``resolve`` waits that long for an id issued moments ago. Best effort: ids
+    queued while Redis is away, or in the last interval before a worker dies, are lost
+    (feedback then needs ``user_id`` and ``experiment``).
+    """
+
+    def __init__(self, client: "redis.Redis | redis.RedisCluster", prefix: str, ttl_seconds: int,
+                 clock: Callable[[], float] = time.time) -> None:
         self._client = client
         self._prefix = prefix
         self._ttl = ttl_seconds
+        self._clock = clock
+        self._queued: deque[tuple[str, str, str]] = deque(maxlen=QUEUE_LIMIT)
+        self.writer = PeriodicTask("request-ids", self.flush, WRITE_INTERVAL_SECONDS)
 
     def key(self, request_id: str) -> str:
-        return f"{self._prefix}:request:{request_id}"
+        """The hash of the minute the request was issued in (ids are checked hex by the caller)."""
+        return f"{self._prefix}:requests:{int(request_id[:12], 16) // WINDOW_MS}"
 
-    def remember(self, request_id: str, experiment: str, user_id: str) -> bool:
-        """Best effort: False when Redis is away (feedback then needs user_id + experiment)."""
+    def new_id(self) -> str:
+        """32 hex characters: the issue time in milliseconds (12), then 80 random bits (20)."""
+        return f"{int(self._clock() * 1000):012x}{secrets.token_hex(10)}"
+
+    def remember(self, request_id: str, experiment: str, user_id: str) -> None:
+        """Queue the request for the writer thread; never blocks or raises."""
+        self._queued.append((request_id, experiment, user_id))
+
+    def flush(self) -> int:
+        """Send every queued request id in one round trip; returns how many Redis took."""
+        batch = []
+        while self._queued:
+            try:
+                batch.append(self._queued.popleft())
+            except IndexError:  # another thread (a feedback request) flushed it meanwhile
+                break
+        if not batch:
+            return 0
+        windows: dict[str, dict[str, str]] = {}
+        for request_id, experiment, user_id in batch:
+            windows.setdefault(self.key(request_id), {})[request_id] = json.dumps([experiment, user_id])
+        pipe = self._client.pipeline(transaction=False)
+        for key, entries in windows.items():
+            pipe.hset(key, mapping=entries)
+            pipe.expire(key, self._ttl + WINDOW_MS // 1000)
         try:
-            self.queue(self._client, request_id, experiment, user_id)
-            return True
-        except REDIS_ERRORS:
-            return False
-
-    def queue(self, client: "redis.Redis | redis.client.Pipeline", request_id: str, experiment: str,
-              user_id: str) -> None:
-        """The SET that remembers a request, on a client or queued on a pipeline."""
-        client.set(self.key(request_id), json.dumps([experiment, user_id]), ex=self._ttl)
-
-    def piggyback(self, store: AssignmentStore, request_id: str, experiment: str, user_id: str) -> "PiggybackStore":
-        """``store`` for one request, remembering the request id in the sticky claim's round trip."""
-        return PiggybackStore(self, self._client, store, (request_id, experiment, user_id))
+            pipe.execute()
+        except REDIS_ERRORS as exc:
+            DEPENDENCY_ERRORS.labels("redis").inc()
+            log.warning("request ids: %d not stored, Redis is away (%s)", len(batch), exc)
+            return 0
+        return len(batch)
 
     def resolve(self, request_id: str) -> tuple[str, str] | None:
         """``(experiment, user_id)`` of a request, None when unknown or expired.
 
         Raises redis.RedisError when Redis is away, so the caller can say so."""
-        raw = self._client.get(self.key(request_id))
+        for pause in (*RESOLVE_PAUSES, None):
+            found = self._lookup(request_id)
+            if found is not None:
+                return found
+            if pause is None or not self._just_issued(request_id):
+                return None
+            time.sleep(pause)  # the issuing worker's writer may not have sent it yet
+        return None
+
+    def _lookup(self, request_id: str) -> tuple[str, str] | None:
+        queued = next((r for r in list(self._queued) if r[0] == request_id), None)
+        if queued is not None:  # issued by this worker and not sent yet
+            return queued[1], queued[2]
+        raw = self._client.hget(self.key(request_id), request_id)
         if raw is None:
             return None
         experiment, user_id = json.loads(raw)
         return experiment, user_id
 
-
-class PiggybackStore:
-    """The sticky store of one request; its claim also carries the request-id SET.
-
-    ``assign`` claims at most once per request, so both writes share one pipeline: one
-    round trip instead of two. ``finish`` sends the SET alone when no claim carried it
-    (overrides, users outside the traffic allocation, experiments not running, or a
-    store that cannot queue its claim on a pipeline). ``put`` and ``get`` pass through.
-    """
-
-    def __init__(self, directory: RequestDirectory, client: "redis.Redis | redis.RedisCluster",
-                 store: AssignmentStore, request: tuple[str, str, str]) -> None:
-        self._directory = directory
-        self._client = client
-        self._store = store
-        self._request = request  # (request_id, experiment, user_id)
-        self.remembered: bool | None = None  # None until the request id was sent
-
-    def claim(self, experiment_id: int, user_id: str, candidate: str) -> str | None:
-        claim_along = getattr(self._store, "claim_along", None)
-        if self.remembered is not None or claim_along is None:
-            return self._store.claim(experiment_id, user_id, candidate)
-        pipe = self._client.pipeline(transaction=False)
-        self._directory.queue(pipe, *self._request)
-        reply = claim_along(pipe, experiment_id, user_id, candidate)
+    def _just_issued(self, request_id: str) -> bool:
         try:
-            remembered, claimed = pipe.execute(raise_on_error=False)
-        except REDIS_ERRORS as exc:
-            self.remembered = False
-            raise StoreUnavailable(str(exc)) from exc
-        self.remembered = remembered is True
-        return reply(claimed)
-
-    def put(self, experiment_id: int, user_id: str, variant: str) -> None:
-        self._store.put(experiment_id, user_id, variant)
-
-    def get(self, experiment_id: int, user_id: str) -> str | None:
-        return self._store.get(experiment_id, user_id)
-
-    def finish(self) -> bool:
-        """Make sure the request id was sent; True when Redis took it."""
-        if self.remembered is None:
-            self.remembered = self._directory.remember(*self._request)
-        return self.remembered
+            issued = int(request_id[:12], 16) / 1000
+        except ValueError:
+            return False
+        return abs(self._clock() - issued) < RESOLVE_GRACE_SECONDS

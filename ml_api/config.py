@@ -57,6 +57,7 @@ class Config:
     redis_key_prefix: str
     redis_timeout_seconds: float
     sticky_store: str
+    sticky_memory_users: int
     request_id_ttl_seconds: int
     mysql: MySQLSettings
     logstash_host: str
@@ -107,6 +108,7 @@ def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Con
         redis_key_prefix=get.str("REDIS_KEY_PREFIX"),
         redis_timeout_seconds=get.float("REDIS_TIMEOUT_SECONDS"),
         sticky_store=get.choice("STICKY_STORE", STICKY_STORES),
+        sticky_memory_users=get.count("STICKY_MEMORY_USERS"),
         request_id_ttl_seconds=get.int("REQUEST_ID_TTL_SECONDS"),
         mysql=MySQLSettings(
             host=get.str("MYSQL_HOST"),
@@ -157,6 +159,12 @@ class _Reader:
             return int(self.str(name))
         except ValueError:
             raise ConfigError(f"{name} must be an integer, got {self._raw[name]!r}") from None
+
+    def count(self, name: str) -> int:
+        value = self.int(name)
+        if value < 0:
+            raise ConfigError(f"{name} must be 0 or more, got {value}")
+        return value
 
     def float(self, name: str) -> float:
         try:

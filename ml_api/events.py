@@ -2,14 +2,18 @@
 
 Delivery path and guarantees:
 
-1. ``emit`` nests the flat dotted event, serialises it, and puts it on an in-memory
-   queue. It never blocks on the network and never raises into the request.
-2. A background thread per worker moves queued events into a SQLite buffer on local
-   disk (``EVENT_BUFFER_PATH``), shared by every worker of the host.
-3. The same thread drains the buffer to Logstash over TCP as JSON lines (through
-   python-logstash-async's TCP transport), or to the JSON-lines file ``EVENT_FILE``
-   when ``LOGSTASH_HOST`` is empty. A batch leaves the buffer only after it was sent; the
-   buffer lock is held while sending, so no two workers send the same batch.
+1. ``emit`` appends the flat dotted fields to an in-memory queue: no encoding, no lock,
+   no network, no exception into the request.
+2. A background thread per worker takes what was queued every ``BATCH_WINDOW_SECONDS``,
+   nests and serialises it, and sends it to Logstash over TCP as JSON lines (through
+   python-logstash-async's TCP transport), or appends it to the JSON-lines file
+   ``EVENT_FILE`` when ``LOGSTASH_HOST`` is empty.
+3. A batch the destination does not take goes to a SQLite buffer on local disk
+   (``EVENT_BUFFER_PATH``, shared by every worker of the host), and so does everything
+   for the next ``SHIP_INTERVAL_SECONDS``; the same thread drains the buffer to the
+   destination once it answers again. A batch leaves the buffer only after it was sent;
+   the buffer lock is held while sending, so no two workers send the same batch. So the
+   disk is written only while the destination is away.
 
 Delivery is **at least once**: a send that fails half-way is retried whole. Each event
 carries a unique ``event.id``, which the Logstash pipeline uses as the Elasticsearch
@@ -17,19 +21,18 @@ document id, so a retried event overwrites itself instead of counting twice.
 """
 
 import functools
-import json
 import logging
 import os
-import queue
 import socket
 import sqlite3
 import threading
 import time
-import uuid
+from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 from logstash_async.transport import TcpTransport
 
 from ml_api.spool import Record, Spool
@@ -41,9 +44,9 @@ DATASET = "abtest.events"
 QUEUE_LIMIT = 100_000
 SHIP_INTERVAL_SECONDS = 0.5
 SHIP_BATCH = 1000
-# Events gathered in memory before one disk write: one SQLite transaction per window, not
-# per event, which cost more CPU than the rest of a request (a crash loses this window).
-BUFFER_WINDOW_SECONDS = 0.2
+# Events gathered in memory before they are encoded and sent together (a crash loses
+# this window): one send per window, not per event.
+BATCH_WINDOW_SECONDS = 0.2
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:
@@ -67,9 +70,10 @@ def _split(key: str) -> tuple[tuple[str, ...], str]:
     return tuple(parents), leaf
 
 
-def timestamp() -> str:
-    """Now, as ISO 8601 UTC with milliseconds (what Elasticsearch's date type parses)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def timestamp(at: float | None = None) -> str:
+    """``at`` (default now, Unix seconds) as ISO 8601 UTC with milliseconds, as Elasticsearch's date type parses."""
+    moment = datetime.now(timezone.utc) if at is None else datetime.fromtimestamp(at, timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Destination(Protocol):
@@ -98,8 +102,12 @@ class FileDestination:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def send(self, lines: list[bytes]) -> None:
-        with open(self._path, "ab") as handle:
-            handle.write(b"".join(lines))
+        # Unbuffered: each write is one append system call, so batches of several workers
+        # writing to the same file never interleave inside a line.
+        data = memoryview(b"".join(lines))
+        with open(self._path, "ab", buffering=0) as handle:
+            while data:
+                data = data[handle.write(data):]
 
 
 class EventEmitter:
@@ -108,7 +116,9 @@ class EventEmitter:
     def __init__(self, buffer: Spool, destination: Destination, service_version: str) -> None:
         self._buffer = buffer
         self._destination = destination
-        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=QUEUE_LIMIT)
+        # (time, pid, action, fields) per event. A deque: appending takes no lock and wakes
+        # no thread, so emit() costs the request about a microsecond.
+        self._queued: deque[tuple[float, int, str, dict[str, Any]]] = deque()
         self._common = {
             "event.dataset": DATASET,
             "host.name": socket.gethostname(),
@@ -117,28 +127,23 @@ class EventEmitter:
         }
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._shipping = threading.Lock()  # the shipper thread, or flush(), one at a time
         self._stopping = threading.Event()
+        self._direct_after = 0.0  # monotonic time before which batches go to the buffer
+        self._unsent: list[bytes] = []  # encoded, but neither sent nor buffered yet
 
     def emit(self, action: str, fields: dict[str, Any]) -> None:
-        """Queue one event (flat dotted ``fields``) for shipping; never blocks or raises."""
-        event = {
-            "@timestamp": timestamp(),
-            "event.id": uuid.uuid4().hex,
-            "event.action": action,
-            "process.pid": os.getpid(),
-            **self._common,
-            **fields,
-        }
-        line = json.dumps(nest(event), separators=(",", ":"), default=str).encode("utf-8") + b"\n"
+        """Queue one event (flat dotted ``fields``, not changed afterwards); never blocks or raises."""
+        event = (time.time(), os.getpid(), action, fields)
         self._ensure_started()
+        if len(self._queued) < QUEUE_LIMIT:
+            self._queued.append(event)
+            return
+        # The shipper thread is far behind: keep the event on disk rather than drop it.
         try:
-            self._queue.put_nowait(line)
-        except queue.Full:
-            # The shipper thread is far behind: keep the event on disk rather than drop it.
-            try:
-                self._buffer.put("event", {"line": line.decode("utf-8")})
-            except sqlite3.OperationalError:
-                log.error("events: queue full and buffer busy, event dropped: %s", line[:200])
+            self._buffer.put("event", {"line": self._encode(event).decode("utf-8")})
+        except sqlite3.OperationalError:
+            log.error("events: queue full and buffer busy, event dropped: %s %s", action, fields)
 
     def _ensure_started(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -149,46 +154,52 @@ class EventEmitter:
                 self._thread.start()
 
     def _run(self) -> None:
-        pending: list[bytes] = []
         last_ship = 0.0
-        while not self._stopping.is_set():
-            pending += self._take(timeout=0.05 if pending else SHIP_INTERVAL_SECONDS, window=BUFFER_WINDOW_SECONDS)
-            pending = self._store(pending)
-            if time.monotonic() - last_ship >= SHIP_INTERVAL_SECONDS:
-                last_ship = time.monotonic()
-                if self.ship() == SHIP_BATCH:
-                    last_ship = 0.0  # more is waiting: ship again right after the next move
+        while not self._stopping.wait(BATCH_WINDOW_SECONDS):
+            with self._shipping:
+                self._deliver_queued()
+                if time.monotonic() - last_ship >= SHIP_INTERVAL_SECONDS:
+                    last_ship = time.monotonic()
+                    while self.ship() == SHIP_BATCH and not self._stopping.is_set():
+                        pass  # more is waiting in the buffer
 
-    def _take(self, timeout: float, window: float = 0.0) -> list[bytes]:
-        """Wait up to ``timeout`` for an event, then gather more for ``window`` seconds (or a batch)."""
-        lines = []
-        try:
-            lines.append(self._queue.get(timeout=timeout))
-            if window:
-                # Sleep rather than wait on the queue: a waiting thread is woken (and takes the
-                # GIL) by every put, which made emit() on the request path twice as slow.
-                self._stopping.wait(window)
-            while len(lines) < SHIP_BATCH:
-                lines.append(self._queue.get_nowait())
-        except queue.Empty:
-            pass
-        return lines
+    def _deliver_queued(self) -> bool:
+        """Everything queued to the destination, or, if that fails, to the disk buffer.
 
-    def _store(self, lines: list[bytes]) -> list[bytes]:
-        """Write lines to the disk buffer; what could not be written is returned for a retry."""
-        if not lines:
-            return lines
-        try:
-            self._buffer.put_many([("event", {"line": line.decode("utf-8")}) for line in lines])
-        except sqlite3.OperationalError as exc:  # another worker holds the buffer: retry soon
-            log.debug("events: buffer busy (%s), %d events retried", exc, len(lines))
-            return lines
-        for _ in lines:
-            self._queue.task_done()  # on disk now: flush() waits for exactly this
-        return []
+        False when the buffer was busy too: the batch is kept and tried again next time."""
+        while self._unsent or self._queued:
+            lines = self._unsent or [self._encode(self._queued.popleft())
+                                     for _ in range(min(len(self._queued), SHIP_BATCH))]
+            self._unsent = []
+            if time.monotonic() >= self._direct_after:
+                try:
+                    self._destination.send(lines)
+                    continue
+                except Exception as exc:  # the destination is away: the buffer takes over for a while
+                    log.debug("events: destination failed (%s), %d events buffered", exc, len(lines))
+                    self._direct_after = time.monotonic() + SHIP_INTERVAL_SECONDS
+            try:
+                self._buffer.put_many([("event", {"line": line.decode("utf-8")}) for line in lines])
+            except sqlite3.OperationalError as exc:  # another worker holds the buffer
+                log.warning("events: buffer busy (%s), %d events wait", exc, len(lines))
+                self._unsent = lines
+                return False
+        return True
+
+    def _encode(self, queued: tuple[float, int, str, dict[str, Any]]) -> bytes:
+        at, pid, action, fields = queued
+        event = {
+            "@timestamp": timestamp(at),
+            "event.id": os.urandom(16).hex(),
+            "event.action": action,
+            "process.pid": pid,
+            **self._common,
+            **fields,
+        }
+        return orjson.dumps(nest(event), default=str, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
 
     def ship(self) -> int:
-        """Send one batch from the buffer; returns how many events left it."""
+        """Send one batch from the disk buffer; returns how many events left it."""
         try:
             return self._buffer.drain(self._send, batch_size=SHIP_BATCH, max_batches=1)
         except Exception as exc:  # the destination is away (or the buffer busy): events stay buffered
@@ -199,15 +210,15 @@ class EventEmitter:
         self._destination.send([payload["line"].encode("utf-8") for _, payload in records])
 
     def flush(self, timeout: float = 5.0) -> None:
-        """Move every queued event to disk and try to deliver (worker shutdown, tests)."""
+        """Deliver or buffer every queued event, and try the buffer once (worker shutdown, tests)."""
         deadline = time.monotonic() + timeout
-        pending: list[bytes] = []
-        # unfinished_tasks counts events not yet on disk, including those the shipper
-        # thread has taken from the queue and is about to store.
-        while (pending or self._queue.unfinished_tasks) and time.monotonic() < deadline:
-            pending = self._store(pending + self._take(timeout=0.01))
-        while self.ship() == SHIP_BATCH and time.monotonic() < deadline:
-            pass
+        with self._shipping:
+            while not self._deliver_queued() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            while self.ship() == SHIP_BATCH and time.monotonic() < deadline:
+                pass
+        if self._unsent:
+            log.error("events: %d events could be neither sent nor buffered before shutdown", len(self._unsent))
 
     def close(self) -> None:
         self._stopping.set()

@@ -66,6 +66,7 @@ def worker_exit(server, worker) -> None:
     if "ml_api" in extensions:
         services = extensions["ml_api"]
         services.events.close()
+        services.requests.flush()
         try:
             services.request_stats.flush()
         except Exception:  # MySQL away: these are metrics, the records themselves are spooled

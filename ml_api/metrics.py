@@ -41,7 +41,7 @@ MODEL_LATENCY = Histogram(
 FALLBACKS = Counter("abtest_fallbacks_total", "Predictions answered by control after the variant's model failed",
                     ["experiment", "variant"])
 STICKY_LOOKUPS = Counter("abtest_sticky_lookups_total",
-                         "Sticky assignments by where they came from (redis = cache hit)", ["source"])
+                         "Sticky assignments by where they came from (memory, redis = cache hits)", ["source"])
 DEPENDENCY_ERRORS = Counter("abtest_dependency_errors_total", "Failures talking to a dependency", ["dependency"])
 GUARDRAIL_BREACHES = Counter("abtest_guardrail_breaches_total", "Experiments paused by a guardrail breach",
                              ["experiment", "guardrail"])

@@ -1,7 +1,6 @@
 """POST /predict: validate, assign, predict, record, emit one event, answer."""
 
 import time
-import uuid
 from typing import Any
 
 from flask import Blueprint, request
@@ -39,10 +38,9 @@ def predict() -> dict[str, Any]:
     req = parse_predict(json_body(request), svc.config.default_experiment, svc.config.max_user_id_length)
     experiment = find_experiment(svc, req.experiment)
 
-    request_id = uuid.uuid4().hex
-    store = svc.requests.piggyback(svc.store, request_id, experiment.name, req.user_id)
-    assignment = assign(experiment, req.user_id, metrics.InstrumentedStore(store), svc.recorder)
-    store.finish()  # the request id rode along with the sticky claim, or goes now
+    request_id = svc.requests.new_id()
+    assignment = assign(experiment, req.user_id, metrics.InstrumentedStore(svc.store), svc.recorder, svc.memory)
+    svc.requests.remember(request_id, experiment.name, req.user_id)  # sent by a background thread
     assigned = time.perf_counter()
     try:
         model, prediction, fallback, model_error = serve(svc, experiment, assignment, req)

@@ -7,6 +7,7 @@ import redis
 from flask import Flask, current_app
 
 from assigner import AssignmentStore, RedisAssignmentStore
+from assigner.memory import StickyMemory
 from assigner.sharded_store import ShardedRedisAssignmentStore
 from ml_api.background import PeriodicTask
 from ml_api.cache import RequestDirectory, create_redis
@@ -29,7 +30,8 @@ class Services:
     db: Database
     redis: "redis.Redis | redis.RedisCluster"
     store: AssignmentStore  # the bare store; wrap it in metrics.InstrumentedStore where it is used
-    requests: RequestDirectory
+    memory: StickyMemory | None  # confirmed assignments this worker answers without Redis
+    requests: RequestDirectory  # its writer thread sends request ids to Redis
     recorder: Recorder
     spool: Spool
     flusher: PeriodicTask  # drains the spool into MySQL
@@ -55,6 +57,7 @@ def build_services(config: Config) -> Services:
         db=db,
         redis=client,
         store=create_store(config, client),
+        memory=StickyMemory(config.sticky_memory_users) if config.sticky_memory_users else None,
         requests=RequestDirectory(client, config.redis_key_prefix, config.request_id_ttl_seconds),
         recorder=recorder,
         spool=spool,
@@ -75,6 +78,20 @@ def create_store(config: Config, client: "redis.Redis | redis.RedisCluster") -> 
     if config.sticky_store == "sharded":
         return ShardedRedisAssignmentStore(client, config.redis_key_prefix)
     return RedisAssignmentStore(client, config.redis_key_prefix)
+
+
+def start_background(svc: Services) -> None:
+    """The worker's periodic threads (started in the worker, after gunicorn's fork); cheap per request."""
+    svc.flusher.ensure_started()
+    svc.request_stats.ensure_started()
+    svc.requests.writer.ensure_started()
+
+
+def stop_background(svc: Services) -> None:
+    """End the periodic threads after their current run (worker shutdown, tests)."""
+    svc.flusher.stop()
+    svc.request_stats.stop()
+    svc.requests.writer.stop()
 
 
 def _reachable(db: Database) -> bool:

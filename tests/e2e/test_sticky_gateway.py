@@ -83,7 +83,8 @@ def test_weight_change_keeps_earlier_users_and_moves_new_ones(gateway, repo, mak
 
 @pytest.fixture
 def private_gateway(overrides, private_redis, tmp_path):
-    gw = start_gateway({**overrides, "REDIS_URL": private_redis}, tmp_path)
+    """Its own Redis, and no worker memory: what follows must come from Redis or MySQL."""
+    gw = start_gateway({**overrides, "REDIS_URL": private_redis, "STICKY_MEMORY_USERS": "0"}, tmp_path)
     yield gw
     gw.stop()
 

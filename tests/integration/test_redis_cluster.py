@@ -20,6 +20,11 @@ from assigner import RedisAssignmentStore
 from assigner.sharded_store import ShardedRedisAssignmentStore
 from ml_api.cache import RequestDirectory, create_redis
 from ml_api.config import load_config
+from tests.integration.test_request_directory import (  # noqa: F401 - rerun here, ids spread over slots
+    pauses,
+    test_a_queued_id_reaches_redis_only_with_the_batch,
+    test_one_flush_sends_every_queued_id_of_every_minute,
+)
 from tests.integration.test_sharded_store import (  # noqa: F401 - the store contract, rerun here
     STORES,
     assert_claim_sent_once_while_busy,
@@ -27,8 +32,6 @@ from tests.integration.test_sharded_store import (  # noqa: F401 - the store con
     test_experiments_are_separate,
     test_first_claim_wins_and_later_claims_read_it,
     test_get_reads_without_writing,
-    test_piggyback_sends_the_request_id_with_the_claim,
-    test_piggyback_without_a_claim_sends_the_request_id_on_finish,
     test_put_overwrites,
     test_put_without_a_claim_stores,
     test_unicode_user_ids_and_many_variants,
@@ -125,18 +128,6 @@ def store(request, cluster_client):
 def directory(request, cluster_client) -> RequestDirectory:
     """Overrides the contract's ``directory``: request ids land in other slots than claims."""
     return RequestDirectory(cluster_client, f"cluster-{request.node.name}", ttl_seconds=60)
-
-
-def test_piggyback_after_a_script_flush_spans_two_slots(cluster_client):
-    store = ShardedRedisAssignmentStore(cluster_client, "cluster-flush")
-    directory = RequestDirectory(cluster_client, "cluster-flush", ttl_seconds=60)
-    for node in cluster_client.get_primaries():
-        cluster_client.get_redis_connection(node).script_flush()
-    piggyback = directory.piggyback(store, "e" * 32, "exp", "u")
-    assert piggyback.claim(1, "u", "variation") is None
-    assert piggyback.finish() is True and directory.resolve("e" * 32) == ("exp", "u")
-    assert cluster_client.keyslot(directory.key("e" * 32)) != cluster_client.keyslot(store.locate(1, "u")[0])
-    assert store.claim(1, "u", "control") == "variation"
 
 
 def test_the_cluster_has_three_masters(cluster_client):

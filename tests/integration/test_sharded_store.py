@@ -1,5 +1,4 @@
-"""Both sticky stores against a real Redis: one contract, the sharded layout itself, and
-the claim that carries the request-id SET in the same round trip (``PiggybackStore``).
+"""Both sticky stores against a real Redis: one contract, and the sharded layout itself.
 
 The contract tests take a ``store`` fixture; ``test_redis_cluster.py`` runs the same
 functions against a Redis Cluster by overriding that fixture.
@@ -13,9 +12,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from assigner import InMemoryAssignmentStore, RedisAssignmentStore, StoreUnavailable
+from assigner import RedisAssignmentStore, StoreUnavailable
 from assigner.sharded_store import FIELD_BYTES, ShardedRedisAssignmentStore
-from ml_api.cache import RequestDirectory, create_redis
+from ml_api.cache import create_redis
 from ml_api.config import load_config
 
 STORES = {"keys": RedisAssignmentStore, "sharded": ShardedRedisAssignmentStore}
@@ -151,69 +150,6 @@ def test_a_flushed_shard_starts_over(sharded, redis_client):
 def test_shard_count_must_be_positive(redis_client):
     with pytest.raises(ValueError):
         ShardedRedisAssignmentStore(redis_client, "p", shards=0)
-
-
-@pytest.mark.parametrize("store_class", list(STORES.values()), ids=list(STORES))
-def test_claim_along_queues_the_same_claim_on_a_pipeline(store_class, redis_client, redis_prefix):
-    store = store_class(redis_client, redis_prefix)
-    answers = []
-    for candidate in ("control", "variation"):
-        pipe = redis_client.pipeline(transaction=False)
-        pipe.set(f"{redis_prefix}:other", "x")
-        reply = store.claim_along(pipe, 12, "u-pipe", candidate)
-        other, claimed = pipe.execute(raise_on_error=False)
-        answers.append((other, reply(claimed)))
-    assert answers == [(True, None), (True, "control")]
-
-
-def test_claim_along_works_on_a_server_that_lacks_the_script(private_redis):
-    client = redis.Redis.from_url(private_redis)
-    store = ShardedRedisAssignmentStore(client, "p")
-    store.claim(1, "before", "control")
-    client.script_flush()  # as after a Redis restart
-    pipe = client.pipeline(transaction=False)
-    reply = store.claim_along(pipe, 1, "u", "variation")
-    assert reply(pipe.execute(raise_on_error=False)[0]) is None
-    assert store.claim(1, "u", "control") == "variation"
-
-
-@pytest.fixture
-def directory(redis_client, redis_prefix) -> RequestDirectory:
-    return RequestDirectory(redis_client, redis_prefix, ttl_seconds=60)
-
-
-def test_piggyback_sends_the_request_id_with_the_claim(store, directory, redis_client):
-    piggyback = directory.piggyback(store, "a" * 32, "exp", "u-1")
-    assert piggyback.claim(1, "u-1", "control") is None
-    assert piggyback.remembered is True
-    assert directory.resolve("a" * 32) == ("exp", "u-1")
-    assert piggyback.finish() is True
-    assert piggyback.claim(1, "u-1", "variation") == "control"  # later claims go on their own
-
-
-def test_piggyback_without_a_claim_sends_the_request_id_on_finish(store, directory):
-    piggyback = directory.piggyback(store, "b" * 32, "exp", "u-2")
-    assert directory.resolve("b" * 32) is None
-    assert piggyback.finish() is True
-    assert directory.resolve("b" * 32) == ("exp", "u-2")
-
-
-def test_piggyback_over_a_store_that_cannot_queue(directory):
-    memory = InMemoryAssignmentStore()
-    piggyback = directory.piggyback(memory, "c" * 32, "exp", "u-3")
-    assert piggyback.claim(1, "u-3", "control") is None
-    piggyback.put(1, "u-3", "variation")
-    assert piggyback.get(1, "u-3") == "variation"
-    assert piggyback.finish() is True and directory.resolve("c" * 32) == ("exp", "u-3")
-
-
-@pytest.mark.parametrize("store_class", list(STORES.values()), ids=list(STORES))
-def test_piggyback_with_redis_away_fails_once_and_does_not_retry(store_class):
-    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
-    piggyback = RequestDirectory(client, "p", 60).piggyback(store_class(client, "p"), "d" * 32, "exp", "u")
-    with pytest.raises(StoreUnavailable):
-        piggyback.claim(1, "u", "control")
-    assert piggyback.finish() is False
 
 
 BUSY_SCRIPT = """

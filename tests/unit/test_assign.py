@@ -13,6 +13,7 @@ from assigner import (
     Variant,
     assign,
 )
+from assigner.memory import StickyMemory
 
 
 class MemoryLedger:
@@ -114,3 +115,74 @@ def test_raising_the_allocation_keeps_everyone_who_was_in(store, ledger):
     for user, before in at_5.items():
         if before.in_experiment:
             assert at_50[user].in_experiment and at_50[user].variant == before.variant
+
+
+# --- the worker's memory of confirmed assignments ---
+
+
+class DownLedger:
+    """The durable record is away: the hash alone decides (not confirmed)."""
+
+    def record_first(self, experiment, user_id, candidate):
+        return candidate, AssignmentSource.HASH
+
+
+@pytest.fixture
+def memory():
+    return StickyMemory(1000)
+
+
+def test_memory_answers_a_confirmed_user_without_the_store(store, ledger, memory):
+    first = assign(experiment(), "u1", store, ledger, memory)
+    second = assign(experiment(), "u1", DownStore(), DownLedger(), memory)
+    assert first.source is AssignmentSource.NEW
+    assert (second.variant, second.in_experiment, second.source) == (first.variant, True, AssignmentSource.MEMORY)
+
+
+def test_memory_keeps_users_through_a_weight_change_and_a_flush(store, ledger, memory):
+    users = [f"u{i}" for i in range(400)]
+    before = {u: assign(experiment((50, 50)), u, store, ledger, memory).variant for u in users}
+    store.clear()
+    after = {u: assign(experiment((100, 0)), u, store, ledger, memory) for u in users}
+    assert {u: a.variant for u, a in after.items()} == before
+    assert {a.source for a in after.values()} == {AssignmentSource.MEMORY}
+
+
+def test_memory_learns_from_cache_hits_and_the_ledger(store, ledger):
+    assign(experiment(), "u-cache", store, ledger)  # another worker's first exposure
+    ledger.records[(1, "u-ledger")] = "variation"  # recorded earlier, cache flushed since
+    worker = StickyMemory(1000)
+    assert assign(experiment(), "u-cache", store, ledger, worker).source is AssignmentSource.REDIS
+    assert assign(experiment((100, 0)), "u-ledger", store, ledger, worker).source is AssignmentSource.MYSQL
+    assert worker.recall(1, "u-cache") == store.get(1, "u-cache")
+    assert worker.recall(1, "u-ledger") == "variation"
+
+
+def test_memory_never_keeps_a_guess(memory):
+    guess = assign(experiment(), "u1", DownStore(), DownLedger(), memory)
+    assert guess.source is AssignmentSource.HASH and memory.recall(1, "u1") is None
+
+
+@pytest.mark.parametrize("change", [
+    {"status": ExperimentStatus.PAUSED},
+    {"overrides": {"u1": "third"}},
+    {"traffic_allocation": 0.0},
+])
+def test_rules_before_stickiness_still_win_over_memory(store, ledger, memory, change):
+    assign(experiment((0, 100)), "u1", store, ledger, memory)
+    result = assign(experiment((0, 100, 0), **change), "u1", store, ledger, memory)
+    assert result.source in (AssignmentSource.DEFAULT, AssignmentSource.OVERRIDE)
+    assert assign(experiment((0, 100)), "u1", store, ledger, memory).source is AssignmentSource.MEMORY
+
+
+def test_a_remembered_variant_the_experiment_lost_is_ignored(store, ledger, memory):
+    memory.remember(1, "u1", "retired")
+    result = assign(experiment((100, 0)), "u1", store, ledger, memory)
+    assert result.variant == "control" and result.source is AssignmentSource.NEW
+    assert memory.recall(1, "u1") == "control"
+
+
+def test_memory_is_per_experiment(store, ledger, memory):
+    assign(experiment((0, 100)), "u1", store, ledger, memory)
+    other = assign(experiment((100, 0), id=2), "u1", store, ledger, memory)
+    assert (other.variant, other.source) == ("control", AssignmentSource.NEW)
