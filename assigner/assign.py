@@ -51,7 +51,8 @@ def assign(
     forced = experiment.overrides.get(user_id)
     if forced is not None:
         return Assignment(forced, False, AssignmentSource.OVERRIDE)
-    if not in_traffic(experiment.traffic_allocation, traffic_bucket(experiment.salt, user_id)):
+    if experiment.traffic_allocation < 1.0 and not in_traffic(  # everyone is in at 1.0: no hash needed
+            experiment.traffic_allocation, traffic_bucket(experiment.salt, user_id)):
         return Assignment(experiment.default_variant, False, AssignmentSource.DEFAULT)
 
     if memory is not None:

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 
 
 class ExperimentStatus(str, Enum):
@@ -55,7 +56,7 @@ class Experiment:
                 return variant
         raise KeyError(name)
 
-    @property
+    @cached_property  # read on every request; a frozen definition never changes
     def variant_names(self) -> tuple[str, ...]:
         return tuple(v.name for v in self.variants)
 

@@ -1,6 +1,6 @@
 """The gateway's POST /predict against a bare Flask baseline, under the same fixed load.
 
-    make bench        # or: python bench/bench_gateway.py [--duration 5] [--rounds 3] [--connections 1 8 32]
+    make bench        # or: python bench/bench_gateway.py [--duration 5] [--rounds 5] [--connections 1 8 32]
 
 For each demo model (LogisticRegression, RandomForest) it creates a private MySQL
 database, Redis key prefix and experiment whose variants all use that model, serves it
@@ -79,6 +79,23 @@ class Load:
     rps: float
     p50_ms: float
     p99_ms: float
+    cpu_us: float  # CPU time of the server's worker processes per request
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pidfile: Path
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the gunicorn master's worker processes so far."""
+        master = self.pidfile.read_text().strip()
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        total = 0
+        for pid in children:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+        return total / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -132,8 +149,8 @@ def private_stack(base: Config) -> Iterator[Stack]:
 
 
 @contextmanager
-def gunicorn(app_spec: str, overrides: dict[str, str], workdir: Path, label: str) -> Iterator[str]:
-    """``app_spec`` served with ml_api/gunicorn.conf.py on a free port; yields its URL."""
+def gunicorn(app_spec: str, overrides: dict[str, str], workdir: Path, label: str) -> Iterator[Server]:
+    """``app_spec`` served with ml_api/gunicorn.conf.py on a free port."""
     port = free_port()
     env = {**os.environ, **overrides, "API_HOST": "127.0.0.1", "API_PORT": str(port),
            "GUNICORN_PIDFILE": str(workdir / f"{label}.pid"), "PYTHONPATH": str(PROJECT_ROOT)}
@@ -154,23 +171,27 @@ def gunicorn(app_spec: str, overrides: dict[str, str], workdir: Path, label: str
                     break
             except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.1)
-        yield url
+        yield Server(url, workdir / f"{label}.pid")
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-def wrk(url: str, script: Path, connections: int, seconds: int) -> Load:
+def wrk(server: Server, script: Path, connections: int, seconds: int) -> Load:
     """One fixed-concurrency wrk run (one wrk thread: the cores are for the servers)."""
+    cpu_before = server.cpu_seconds()
     result = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script), url + "/predict"],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script),
+         server.url + "/predict"],
         capture_output=True, text=True, timeout=seconds + 30, check=True,
     )
+    cpu = server.cpu_seconds() - cpu_before
     line = next(line for line in result.stdout.splitlines() if line.startswith("WRK "))
     stats = json.loads(line[4:])
     if stats["errors"] or stats["non2xx"]:
-        raise RuntimeError(f"wrk saw failures against {url}: {stats}")
-    return Load(stats["requests"] / stats["seconds"], stats["p50_ms"], stats["p99_ms"])
+        raise RuntimeError(f"wrk saw failures against {server.url}: {stats}")
+    return Load(stats["requests"] / stats["seconds"], stats["p50_ms"], stats["p99_ms"],
+                cpu / max(stats["requests"], 1) * 1e6)
 
 
 def visit_everyone(url: str, experiment: str) -> None:
@@ -205,9 +226,9 @@ def bench_model(
         baseline = servers.enter_context(
             gunicorn(f'bench.baseline_app:create_app("{model}")', stack.overrides, stack.workdir, "baseline")
         )
-        visit_everyone(gateway, stack.experiments[model])  # first visits write to MySQL: not measured
-        for url in (gateway, baseline):  # connection pools, model, definitions
-            wrk(url, script, 8, WARMUP_SECONDS)
+        visit_everyone(gateway.url, stack.experiments[model])  # first visits write to MySQL: not measured
+        for server in (gateway, baseline):  # connection pools, model, definitions
+            wrk(server, script, 8, WARMUP_SECONDS)
         runs: dict[int, tuple[list[Load], list[Load]]] = {level: ([], []) for level in connections}
         for round_ in range(rounds):  # interleaved, order alternating: drift hits both alike
             for level in connections:
@@ -217,19 +238,19 @@ def bench_model(
 
 
 def median_load(loads: list[Load]) -> Load:
-    return Load(*(statistics.median(values) for values in zip(*((x.rps, x.p50_ms, x.p99_ms) for x in loads))))
+    return Load(*(statistics.median(values) for values in zip(*((x.rps, x.p50_ms, x.p99_ms, x.cpu_us) for x in loads))))
 
 
 def print_load_table(results: dict[str, dict[int, tuple[Load, Load]]]) -> None:
-    print("\nPOST /predict, wrk closed loop, steady state (sticky-cache hits)")
-    print(f"{'model':<20}{'conns':>6}{'baseline r/s':>14}{'p50':>8}{'p99':>8}"
-          f"{'gateway r/s':>13}{'p50':>8}{'p99':>8}{'ratio':>8}{'+p50':>8}")
+    print("\nPOST /predict, wrk closed loop, steady state (repeat visitors)")
+    print(f"{'model':<20}{'conns':>6}{'baseline r/s':>14}{'p50':>7}{'p99':>7}{'cpu':>6}"
+          f"{'gateway r/s':>13}{'p50':>7}{'p99':>7}{'cpu':>6}{'ratio':>7}{'+p50':>7}{'+cpu':>6}")
     for model, figures in results.items():
         for level, (base, gw) in figures.items():
-            print(f"{MODELS[model]:<20}{level:>6}{base.rps:>14.0f}{base.p50_ms:>8.2f}{base.p99_ms:>8.2f}"
-                  f"{gw.rps:>13.0f}{gw.p50_ms:>8.2f}{gw.p99_ms:>8.2f}{gw.rps / base.rps:>8.2f}"
-                  f"{gw.p50_ms - base.p50_ms:>8.2f}")
-    print("(latencies in ms; ratio = gateway/baseline requests per second)")
+            print(f"{MODELS[model]:<20}{level:>6}{base.rps:>14.0f}{base.p50_ms:>7.2f}{base.p99_ms:>7.2f}"
+                  f"{base.cpu_us:>6.0f}{gw.rps:>13.0f}{gw.p50_ms:>7.2f}{gw.p99_ms:>7.2f}{gw.cpu_us:>6.0f}"
+                  f"{gw.rps / base.rps:>7.2f}{gw.p50_ms - base.p50_ms:>7.2f}{gw.cpu_us - base.cpu_us:>6.0f}")
+    print("(latencies in ms; cpu = microseconds of worker CPU per request; ratio = gateway/baseline requests/s)")
 
 
 def print_targets(results: dict[str, dict[int, tuple[Load, Load]]]) -> None:
@@ -318,7 +339,7 @@ def print_costs(stack: Stack) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per figure; the median is shown")
+    parser.add_argument("--rounds", type=int, default=5, help="runs per figure; the median is shown")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     args = parser.parse_args(argv)

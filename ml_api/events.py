@@ -20,7 +20,6 @@ carries a unique ``event.id``, which the Logstash pipeline uses as the Elasticse
 document id, so a retried event overwrites itself instead of counting twice.
 """
 
-import functools
 import logging
 import os
 import socket
@@ -55,25 +54,45 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
     for key, value in flat.items():
         if value is None:
             continue
+        path = _PATHS.get(key) or _path(key)
         target = nested
-        parents, leaf = _split(key)
-        for part in parents:
-            target = target.get(part) or target.setdefault(part, {})  # no throwaway dict per field
-        target[leaf] = value
+        for part in path[:-1]:
+            child = target.get(part)
+            if child is None:
+                child = target[part] = {}
+            target = child
+        target[path[-1]] = value
     return nested
 
 
-@functools.lru_cache(maxsize=1024)
-def _split(key: str) -> tuple[tuple[str, ...], str]:
-    # Event field names are a small fixed set: split each once, not once per event (hot path).
-    *parents, leaf = key.split(".")
-    return tuple(parents), leaf
+# Event field names are a small fixed set (they come from the code, never from requests):
+# each is split once, not once per event.
+_PATHS: dict[str, tuple[str, ...]] = {}
+
+
+def _path(key: str) -> tuple[str, ...]:
+    path = tuple(key.split("."))
+    if len(_PATHS) < 10_000:
+        _PATHS[key] = path
+    return path
 
 
 def timestamp(at: float | None = None) -> str:
     """``at`` (default now, Unix seconds) as ISO 8601 UTC with milliseconds, as Elasticsearch's date type parses."""
-    moment = datetime.now(timezone.utc) if at is None else datetime.fromtimestamp(at, timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    global _second
+    at = time.time() if at is None else at
+    whole = int(at)
+    micros = round((at - whole) * 1_000_000)  # as datetime rounds a float time
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    second, text = _second
+    if whole != second:  # events come in time order: the date and time part changes once a second
+        text = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (whole, text)
+    return f"{text}.{micros // 1000:03d}Z"
+
+
+_second: tuple[int, str] = (-1, "")
 
 
 class Destination(Protocol):

@@ -52,11 +52,24 @@ SHADOW_SKIPPED = Counter("abtest_shadow_skipped_total", "Mirrored requests not s
                          ["experiment", "reason"])
 
 
-def count_request(response: Response) -> Response:
-    """After-request hook: one sample per request, by route rule (not the raw path)."""
-    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    REQUESTS.labels(route, request.method, str(response.status_code)).inc()
-    return response
+_children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, remembered: the hot path skips prometheus_client's lock and checks.
+
+    Label values are bounded (see the module docstring), so this stays small."""
+    key = (metric, labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
+
+
+def count_request(response: Response) -> None:
+    """One sample per request, by route rule (not the raw path)."""
+    rule = request.url_rule
+    child(REQUESTS, rule.rule if rule is not None else "unmatched", request.method, str(response.status_code)).inc()
 
 
 class InstrumentedStore:

@@ -103,11 +103,12 @@ def predict() -> dict[str, Any]:
 def observe(experiment: Experiment, assignment: Assignment, model: LoadedModel, fallback: bool,
             latency: dict[str, float]) -> None:
     """Prometheus samples of one served prediction."""
-    metrics.STICKY_LOOKUPS.labels(assignment.source.value).inc()
-    metrics.MODEL_LATENCY.labels(model.name).observe(latency["model_ms"] / 1000)
-    metrics.PREDICT_LATENCY.labels(experiment.name, assignment.variant, model.name).observe(latency["total_ms"] / 1000)
+    metrics.child(metrics.STICKY_LOOKUPS, assignment.source.value).inc()
+    metrics.child(metrics.MODEL_LATENCY, model.name).observe(latency["model_ms"] / 1000)
+    metrics.child(metrics.PREDICT_LATENCY, experiment.name, assignment.variant, model.name).observe(
+        latency["total_ms"] / 1000)
     if fallback:
-        metrics.FALLBACKS.labels(experiment.name, assignment.variant).inc()
+        metrics.child(metrics.FALLBACKS, experiment.name, assignment.variant).inc()
 
 
 def serve(

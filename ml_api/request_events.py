@@ -16,8 +16,8 @@ def note_for_error_event(**fields: Any) -> None:
     g.setdefault("error_event_fields", {}).update(fields)
 
 
-def emit_error_events(response: Response) -> Response:
-    """After-request hook: successful requests emit their own event in the view."""
+def emit_error_events(response: Response) -> None:
+    """The error event of a failed request (successful ones emit their own event in the view)."""
     if response.status_code >= 400 and request.path in TRACKED_PATHS:
         body = response.get_json(silent=True) or {}
         services().events.emit("error", {
@@ -31,4 +31,3 @@ def emit_error_events(response: Response) -> Response:
             # so the dashboards can attribute a failure to its variant
             **g.get("error_event_fields", {}),
         })
-    return response

@@ -1,5 +1,6 @@
 """The per-worker objects every view needs, built once by the application factory."""
 
+import os
 from dataclasses import dataclass
 from functools import partial
 
@@ -40,6 +41,7 @@ class Services:
     models: ModelRegistry
     events: EventEmitter
     request_stats: RequestStats
+    background_pid: int | None = None  # the process whose periodic threads run (start_background)
 
 
 def build_services(config: Config) -> Services:
@@ -81,10 +83,15 @@ def create_store(config: Config, client: "redis.Redis | redis.RedisCluster") -> 
 
 
 def start_background(svc: Services) -> None:
-    """The worker's periodic threads (started in the worker, after gunicorn's fork); cheap per request."""
+    """The worker's periodic threads, started once per process (after gunicorn's fork).
+
+    Called before every request: after the first, one comparison."""
+    if svc.background_pid == os.getpid():
+        return
     svc.flusher.ensure_started()
     svc.request_stats.ensure_started()
     svc.requests.writer.ensure_started()
+    svc.background_pid = os.getpid()
 
 
 def stop_background(svc: Services) -> None:
@@ -92,6 +99,7 @@ def stop_background(svc: Services) -> None:
     svc.flusher.stop()
     svc.request_stats.stop()
     svc.requests.writer.stop()
+    svc.background_pid = None
 
 
 def _reachable(db: Database) -> bool:
