@@ -46,6 +46,9 @@ SHIP_BATCH = 1000
 # Events gathered in memory before they are encoded and sent together (a crash loses
 # this window): one send per window, not per event.
 BATCH_WINDOW_SECONDS = 0.2
+# Events encoded and sent at a time; the GIL is offered to request threads in between, so
+# a window's batch never holds them up for more than about a millisecond.
+SEND_CHUNK = 50
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:
@@ -188,8 +191,9 @@ class EventEmitter:
         False when the buffer was busy too: the batch is kept and tried again next time."""
         while self._unsent or self._queued:
             lines = self._unsent or [self._encode(self._queued.popleft())
-                                     for _ in range(min(len(self._queued), SHIP_BATCH))]
+                                     for _ in range(min(len(self._queued), SEND_CHUNK))]
             self._unsent = []
+            time.sleep(0)  # let waiting request threads have the GIL between chunks
             if time.monotonic() >= self._direct_after:
                 try:
                     self._destination.send(lines)
