@@ -59,8 +59,8 @@ class RequestDirectory:
 
     Off the request path: ``remember`` appends to an in-process queue, and the worker's
     ``writer`` thread sends everything queued every ``WRITE_INTERVAL_SECONDS`` in one
-    round trip. A request id therefore becomes resolvable a few milliseconds after its
-    response; ``resolve`` waits that long for an id issued moments ago. Best effort: ids
+    round trip. A request id therefore becomes resolvable in other workers up to that long
+    after its response; ``resolve`` waits for an id issued moments ago. Best effort: ids
     queued while Redis is away, or in the last interval before a worker dies, are lost
     (feedback then needs ``user_id`` and ``experiment``).
     """
@@ -96,7 +96,7 @@ class RequestDirectory:
                 break
         if not batch:
             return 0
-        windows: dict[str, dict[str, str]] = {}
+        windows: dict[str, dict[str, bytes]] = {}
         for request_id, experiment, user_id in batch:
             windows.setdefault(self.key(request_id), {})[request_id] = orjson.dumps([experiment, user_id])
         pipe = self._client.pipeline(transaction=False)

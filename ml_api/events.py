@@ -46,9 +46,9 @@ SHIP_BATCH = 1000
 # Events gathered in memory before they are encoded and sent together (a crash loses
 # this window): one send per window, not per event.
 BATCH_WINDOW_SECONDS = 0.2
-# Events encoded and sent at a time; the GIL is offered to request threads in between, so
-# a window's batch never holds them up for more than about a millisecond.
-SEND_CHUNK = 50
+# The shipper offers the GIL to request threads after encoding this many events, so a
+# window's batch never holds them up for more than about a millisecond.
+ENCODE_CHUNK = 50
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:
@@ -190,10 +190,7 @@ class EventEmitter:
 
         False when the buffer was busy too: the batch is kept and tried again next time."""
         while self._unsent or self._queued:
-            lines = self._unsent or [self._encode(self._queued.popleft())
-                                     for _ in range(min(len(self._queued), SEND_CHUNK))]
-            self._unsent = []
-            time.sleep(0)  # let waiting request threads have the GIL between chunks
+            lines, self._unsent = self._unsent or self._encode_batch(), []
             if time.monotonic() >= self._direct_after:
                 try:
                     self._destination.send(lines)
@@ -208,6 +205,15 @@ class EventEmitter:
                 self._unsent = lines
                 return False
         return True
+
+    def _encode_batch(self) -> list[bytes]:
+        """Up to SHIP_BATCH queued events, encoded (one connection to Logstash per batch)."""
+        lines: list[bytes] = []
+        while self._queued and len(lines) < SHIP_BATCH:
+            lines.append(self._encode(self._queued.popleft()))
+            if len(lines) % ENCODE_CHUNK == 0:
+                time.sleep(0)  # let waiting request threads have the GIL
+        return lines
 
     def _encode(self, queued: tuple[float, int, str, dict[str, Any]]) -> bytes:
         at, pid, action, fields = queued

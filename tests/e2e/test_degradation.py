@@ -85,10 +85,20 @@ def test_mysql_down_keeps_predicting_and_spools_records(overrides, mysql_proxy, 
         gateway.stop()
 
 
+def worker_pids(gateway, expected: int, timeout: float = 20) -> list[int]:
+    """The gateway's worker processes, once all have started (/health answers after the first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        workers = [int(pid) for pid in os.popen(f"pgrep -P {gateway.process.pid}").read().split()]
+        if len(workers) >= expected or time.monotonic() > deadline:
+            assert len(workers) == expected, f"{len(workers)} workers, expected {expected}"
+            return workers
+        time.sleep(0.1)
+
+
 def test_a_killed_worker_does_not_fail_the_others_or_corrupt_records(gateway, db, repo, make_experiment):
     experiment = repo.get(make_experiment())
-    workers = [int(pid) for pid in os.popen(f"pgrep -P {gateway.process.pid}").read().split()]
-    assert len(workers) == 2
+    workers = worker_pids(gateway, expected=2)
     users = [f"kill-{i}" for i in range(3000)]
     results: dict[str, requests.Response | Exception] = {}
 
