@@ -8,7 +8,6 @@ from flask import Blueprint, request
 
 from assigner import StoreUnavailable
 from assigner.hashing import user_hash
-from ml_api import metrics
 from ml_api.db import DatabaseUnavailable
 from ml_api.errors import ApiError
 from ml_api.predict import find_experiment
@@ -74,7 +73,7 @@ def assigned_variant(svc: Services, experiment_id: int, user_id: str) -> str | N
     except DatabaseUnavailable:
         pass
     try:
-        return metrics.InstrumentedStore(svc.store).get(experiment_id, user_id)
+        return svc.store.get(experiment_id, user_id)
     except StoreUnavailable:
         raise ApiError(503, "dependencies_unavailable",
                        "neither MySQL nor Redis can tell this user's variant right now; retry shortly") from None

@@ -37,10 +37,9 @@ def predict() -> dict[str, Any]:
     svc = services()
     req = parse_predict(json_body(request), svc.config.default_experiment, svc.config.max_user_id_length)
     experiment = find_experiment(svc, req.experiment)
+    check_feature_count(svc, experiment, req.features)  # before the exposure is recorded
 
-    request_id = svc.requests.new_id()
-    assignment = assign(experiment, req.user_id, metrics.InstrumentedStore(svc.store), svc.recorder, svc.memory)
-    svc.requests.remember(request_id, experiment.name, req.user_id)  # sent by a background thread
+    assignment = assign(experiment, req.user_id, svc.store, svc.recorder, svc.memory)
     assigned = time.perf_counter()
     try:
         model, prediction, fallback, model_error = serve(svc, experiment, assignment, req)
@@ -52,6 +51,8 @@ def predict() -> dict[str, Any]:
                                      error=True)
         raise
     predicted = time.perf_counter()
+    request_id = svc.requests.new_id()
+    svc.requests.remember(request_id, experiment.name, req.user_id)  # sent by a background thread
 
     latency = {
         "assignment_ms": (assigned - started) * 1000,
@@ -134,13 +135,18 @@ def predict_with(
 ) -> tuple[LoadedModel, Prediction]:
     """Predict with one model; ``budget`` applies MODEL_TIMEOUT_MS (variations only)."""
     model = svc.models.get(model_name)
-    check_feature_count(model, features)
     return model, svc.models.predict_within_budget(model, features) if budget else model.predict(features)
 
-def check_feature_count(model: LoadedModel, features: list[float]) -> None:
-    expected = model.n_features
-    if expected is not None and len(features) != expected:
-        raise ApiError(
-            400, "invalid_request",
-            f"features must hold {expected} numbers for model {model.name!r}, got {len(features)}",
-        )
+
+def check_feature_count(svc: Services, experiment: Experiment, features: list[float]) -> None:
+    """400 unless the features fit every model the experiment may answer with (any variant, or control)."""
+    for name in dict.fromkeys(variant.model for variant in experiment.variants):
+        try:
+            expected = svc.models.get(name).n_features
+        except ModelError:
+            continue  # not loaded: serving it falls back to control, or answers 503
+        if expected is not None and len(features) != expected:
+            raise ApiError(
+                400, "invalid_request",
+                f"features must hold {expected} numbers for model {name!r}, got {len(features)}",
+            )

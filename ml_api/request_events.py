@@ -1,7 +1,5 @@
 """The ``error`` event: one per /predict or /feedback request that did not succeed."""
 
-import uuid
-
 from typing import Any
 
 from flask import Response, g, request
@@ -20,9 +18,10 @@ def emit_error_events(response: Response) -> None:
     """The error event of a failed request (successful ones emit their own event in the view)."""
     if response.status_code >= 400 and request.path in TRACKED_PATHS:
         body = response.get_json(silent=True) or {}
-        services().events.emit("error", {
+        svc = services()
+        svc.events.emit("error", {
             "event.outcome": "failure",
-            "http.request.id": uuid.uuid4().hex,
+            "http.request.id": svc.requests.new_id(),  # the same form as a served request's id
             "http.request.method": request.method,
             "url.path": request.path,
             "http.response.status_code": response.status_code,

@@ -16,6 +16,7 @@ from ml_api.catalog import ExperimentCatalog
 from ml_api.config import Config
 from ml_api.db import Database, DatabaseUnavailable
 from ml_api.events import EventEmitter, create_emitter
+from ml_api.metrics import InstrumentedStore
 from ml_api.experiment_repo import ExperimentRepository
 from ml_api.models import ModelRegistry
 from ml_api.records import Recorder
@@ -30,7 +31,7 @@ class Services:
     config: Config
     db: Database
     redis: "redis.Redis | redis.RedisCluster"
-    store: AssignmentStore  # the bare store; wrap it in metrics.InstrumentedStore where it is used
+    store: AssignmentStore  # the sticky store, its failures counted (metrics.InstrumentedStore)
     memory: StickyMemory | None  # confirmed assignments this worker answers without Redis
     requests: RequestDirectory  # its writer thread sends request ids to Redis
     recorder: Recorder
@@ -58,7 +59,7 @@ def build_services(config: Config) -> Services:
         config=config,
         db=db,
         redis=client,
-        store=create_store(config, client),
+        store=InstrumentedStore(create_store(config, client)),
         memory=StickyMemory(config.sticky_memory_users) if config.sticky_memory_users else None,
         requests=RequestDirectory(client, config.redis_key_prefix, config.request_id_ttl_seconds),
         recorder=recorder,

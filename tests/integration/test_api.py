@@ -219,3 +219,13 @@ def test_redis_failures_on_the_pipelined_claim_are_counted(make_app, experiment)
     client = make_app(REDIS_URL="redis://127.0.0.1:1/0").test_client()
     assert predict(client, {"user_id": "u-down", "features": IRIS, "experiment": experiment}).status_code == 200
     assert 'abtest_dependency_errors_total{dependency="redis"}' in client.get("/metrics").get_data(as_text=True)
+
+
+def test_features_that_do_not_fit_the_model_record_nothing(client, experiment, db, repo):
+    response = predict(client, {"user_id": "wrong-shape", "experiment": experiment, "features": [1, 2, 3]})
+    assert_error(response, 400, "must hold 4 numbers")
+    with db.connection() as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT COUNT(*) FROM assignments WHERE experiment_id = %s AND user_id = %s",
+                       (repo.get(experiment).id, "wrong-shape"))
+        assert cursor.fetchone()[0] == 0  # no exposure for a request that was refused
