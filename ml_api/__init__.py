@@ -11,6 +11,7 @@ from flask import Flask, Response
 
 from ml_api import admin, docs, errors, experiments, feedback, health, metrics, predict, results, rollout_admin
 from ml_api.config import load_config
+from ml_api.json_provider import OrjsonProvider
 from ml_api.request_events import emit_error_events
 from ml_api.services import Services, build_services, init_app, start_background
 
@@ -20,6 +21,7 @@ def create_app(overrides: Mapping[str, str] | None = None) -> Flask:
     config = load_config({**os.environ, **(overrides or {})})
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.json = OrjsonProvider(app)
     app.json.sort_keys = False
     svc = build_services(config)
     init_app(app, svc)

@@ -1,10 +1,26 @@
 """One periodic daemon thread per worker process, started on first use (after gunicorn's fork)."""
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
+
+_pid = os.getpid()
+
+
+def current_pid() -> int:
+    """``os.getpid()`` without its system call (glibc no longer caches it): asked on every request."""
+    return _pid
+
+
+def _note_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_note_fork)
 
 
 class PeriodicTask:

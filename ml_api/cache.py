@@ -12,7 +12,6 @@ Keys (besides the sticky keys documented in ``assigner.store`` and
 """
 
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from assigner.store import REDIS_ERRORS
 from ml_api.background import PeriodicTask
 from ml_api.config import Config
 from ml_api.metrics import DEPENDENCY_ERRORS
+from ml_api.random_hex import RandomHex
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ class RequestDirectory:
         self._ttl = ttl_seconds
         self._clock = clock
         self._queued: deque[tuple[str, str, str]] = deque(maxlen=QUEUE_LIMIT)
+        self._random = RandomHex(20)
         self.writer = PeriodicTask("request-ids", self.flush, WRITE_INTERVAL_SECONDS)
 
     def key(self, request_id: str) -> str:
@@ -80,7 +81,7 @@ class RequestDirectory:
 
     def new_id(self) -> str:
         """32 hex characters: the issue time in milliseconds (12), then 80 random bits (20)."""
-        return f"{int(self._clock() * 1000):012x}{os.urandom(10).hex()}"
+        return f"{int(self._clock() * 1000):012x}{self._random.next()}"
 
     def remember(self, request_id: str, experiment: str, user_id: str) -> None:
         """Queue the request for the writer thread; never blocks or raises."""

@@ -21,7 +21,6 @@ document id, so a retried event overwrites itself instead of counting twice.
 """
 
 import logging
-import os
 import socket
 import sqlite3
 import threading
@@ -34,6 +33,8 @@ from typing import Any, Protocol
 import orjson
 from logstash_async.transport import TcpTransport
 
+from ml_api.background import current_pid
+from ml_api.random_hex import RandomHex
 from ml_api.spool import Record, Spool
 
 log = logging.getLogger(__name__)
@@ -51,30 +52,41 @@ BATCH_WINDOW_SECONDS = 0.2
 ENCODE_CHUNK = 50
 
 
-def nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``; ``@timestamp`` and other undotted keys stay."""
+def nest(fields: dict[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``, dropping None values; undotted keys stay.
+
+    A group may also be given already nested (``{"a": {"b": 1}}``, what the hot path does:
+    a few groups cost less than many dotted keys). Such a group is taken as it is, None
+    values included, and merged (one level deep) with dotted keys of the same group; the
+    caller's objects are never changed."""
     nested: dict[str, Any] = {}
-    for key, value in flat.items():
+    owned: set[int] = set()  # the objects built here, which dotted keys may add to
+    for key, value in fields.items():
         if value is None:
             continue
-        path = _PATHS.get(key) or _path(key)
+        parents, last = _PATHS.get(key) or _path(key)
         target = nested
-        for part in path[:-1]:
+        for part in parents:
             child = target.get(part)
-            if child is None:
-                child = target[part] = {}
+            if child is None or id(child) not in owned:
+                child = target[part] = {} if child is None else dict(child)
+                owned.add(id(child))
             target = child
-        target[path[-1]] = value
+        if type(value) is dict and last in target:
+            value = {**target[last], **value}
+            owned.add(id(value))
+        target[last] = value
     return nested
 
 
 # Event field names are a small fixed set (they come from the code, never from requests):
 # each is split once, not once per event.
-_PATHS: dict[str, tuple[str, ...]] = {}
+_PATHS: dict[str, tuple[tuple[str, ...], str]] = {}
 
 
-def _path(key: str) -> tuple[str, ...]:
-    path = tuple(key.split("."))
+def _path(key: str) -> tuple[tuple[str, ...], str]:
+    *parents, last = key.split(".")
+    path = (tuple(parents), last)
     if len(_PATHS) < 10_000:
         _PATHS[key] = path
     return path
@@ -141,22 +153,20 @@ class EventEmitter:
         # (time, pid, action, fields) per event. A deque: appending takes no lock and wakes
         # no thread, so emit() costs the request about a microsecond.
         self._queued: deque[tuple[float, int, str, dict[str, Any]]] = deque()
-        self._common = {
-            "event.dataset": DATASET,
-            "host.name": socket.gethostname(),
-            "service.name": SERVICE_NAME,
-            "service.version": service_version,
-        }
+        # The same objects in every event (only read when encoding).
+        self._host = {"name": socket.gethostname()}
+        self._service = {"name": SERVICE_NAME, "version": service_version}
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._shipping = threading.Lock()  # the shipper thread, or flush(), one at a time
         self._stopping = threading.Event()
         self._direct_after = 0.0  # monotonic time before which batches go to the buffer
         self._unsent: list[bytes] = []  # encoded, but neither sent nor buffered yet
+        self._event_ids = RandomHex(32)
 
     def emit(self, action: str, fields: dict[str, Any]) -> None:
         """Queue one event (flat dotted ``fields``, not changed afterwards); never blocks or raises."""
-        event = (time.time(), os.getpid(), action, fields)
+        event = (time.time(), current_pid(), action, fields)
         self._ensure_started()
         if len(self._queued) < QUEUE_LIMIT:
             self._queued.append(event)
@@ -217,15 +227,12 @@ class EventEmitter:
 
     def _encode(self, queued: tuple[float, int, str, dict[str, Any]]) -> bytes:
         at, pid, action, fields = queued
-        event = {
-            "@timestamp": timestamp(at),
-            "event.id": os.urandom(16).hex(),
-            "event.action": action,
-            "process.pid": pid,
-            **self._common,
-            **fields,
-        }
-        return orjson.dumps(nest(event), default=str, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
+        event = {"@timestamp": timestamp(at), **nest(fields)}
+        event["event"] = {"id": self._event_ids.next(), "action": action, "dataset": DATASET, **event.get("event", {})}
+        event["process"] = {"pid": pid}
+        event["host"] = self._host
+        event["service"] = self._service
+        return orjson.dumps(event, default=str, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
 
     def ship(self) -> int:
         """Send one batch from the disk buffer; returns how many events left it."""

@@ -1,6 +1,5 @@
 """The per-worker objects every view needs, built once by the application factory."""
 
-import os
 from dataclasses import dataclass
 from functools import partial
 
@@ -10,13 +9,13 @@ from flask import Flask, current_app
 from assigner import AssignmentStore, RedisAssignmentStore
 from assigner.memory import StickyMemory
 from assigner.sharded_store import ShardedRedisAssignmentStore
-from ml_api.background import PeriodicTask
+from ml_api.background import PeriodicTask, current_pid
 from ml_api.cache import RequestDirectory, create_redis
 from ml_api.catalog import ExperimentCatalog
 from ml_api.config import Config
 from ml_api.db import Database, DatabaseUnavailable
 from ml_api.events import EventEmitter, create_emitter
-from ml_api.metrics import InstrumentedStore
+from ml_api.metrics import APPLY_INTERVAL_SECONDS, SAMPLES, InstrumentedStore
 from ml_api.experiment_repo import ExperimentRepository
 from ml_api.models import ModelRegistry
 from ml_api.records import Recorder
@@ -37,6 +36,7 @@ class Services:
     recorder: Recorder
     spool: Spool
     flusher: PeriodicTask  # drains the spool into MySQL
+    metrics_writer: PeriodicTask  # writes the request path's queued Prometheus samples
     catalog: ExperimentCatalog
     experiments: ExperimentRepository
     models: ModelRegistry
@@ -65,6 +65,7 @@ def build_services(config: Config) -> Services:
         recorder=recorder,
         spool=spool,
         flusher=PeriodicTask("spool-flusher", partial(deliver_spool, spool, recorder.write_spooled, partial(_reachable, db)), 1.0),
+        metrics_writer=PeriodicTask("metrics-writer", SAMPLES.apply, APPLY_INTERVAL_SECONDS),
         catalog=ExperimentCatalog(db, config.config_refresh_seconds, config.definitions_snapshot_path),
         experiments=ExperimentRepository(db, models.names),
         models=models,
@@ -87,17 +88,19 @@ def start_background(svc: Services) -> None:
     """The worker's periodic threads, started once per process (after gunicorn's fork).
 
     Called before every request: after the first, one comparison."""
-    if svc.background_pid == os.getpid():
+    if svc.background_pid == current_pid():
         return
     svc.flusher.ensure_started()
+    svc.metrics_writer.ensure_started()
     svc.request_stats.ensure_started()
     svc.requests.writer.ensure_started()
-    svc.background_pid = os.getpid()
+    svc.background_pid = current_pid()
 
 
 def stop_background(svc: Services) -> None:
     """End the periodic threads after their current run (worker shutdown, tests)."""
     svc.flusher.stop()
+    svc.metrics_writer.stop()
     svc.request_stats.stop()
     svc.requests.writer.stop()
     svc.background_pid = None

@@ -33,3 +33,24 @@ def test_nest_builds_objects_and_drops_missing_values():
         "event": {"action": "predict"},
         "http": {"request": {"id": "r", "method": "POST"}, "response": {"status_code": 200}},
     }
+
+
+def test_nest_takes_groups_given_nested_and_merges_them_with_dotted_keys():
+    latency = {"model_ms": 0.3, "total_ms": 0.5}
+    fields = {"event.action": "predict", "event": {"outcome": "success"}, "latency": latency,
+              "http.request.id": "r", "user": {"hash": "h", "id": None}}
+    assert nest(fields) == {
+        "event": {"action": "predict", "outcome": "success"},
+        "latency": {"model_ms": 0.3, "total_ms": 0.5},
+        "http": {"request": {"id": "r"}},
+        "user": {"hash": "h", "id": None},  # a nested group is taken as it is
+    }
+    assert latency == {"model_ms": 0.3, "total_ms": 0.5}  # the caller's objects are not changed
+
+
+def test_dotted_keys_after_a_nested_group_do_not_change_the_callers_group():
+    http = {"request": {"id": "r"}}
+    assert nest({"http": http, "http.response.status_code": 200, "http.request.method": "POST"}) == {
+        "http": {"request": {"id": "r", "method": "POST"}, "response": {"status_code": 200}},
+    }
+    assert http == {"request": {"id": "r"}}
