@@ -205,6 +205,16 @@ def gunicorn(app_spec: str, overrides: dict[str, str], workdir: Path, label: str
         process.wait(timeout=30)
 
 
+def balanced_worker_connections(config: Config, connections: int) -> int:
+    """A per-worker connection cap that spreads ``connections`` over every worker.
+
+    wrk opens all its connections at once, and whichever worker wakes first accepts them:
+    often one worker gets all 32 and the other idles, which halves requests/s and says
+    nothing about the app. With this cap each worker holds at most its share plus one per
+    thread, so every worker has enough connections to keep its threads busy."""
+    return -(-connections // config.gunicorn_workers) + config.gunicorn_threads
+
+
 def wrk(server: Server, script: Path, connections: int, seconds: int) -> Load:
     """One fixed-concurrency wrk run (one wrk thread: the cores are for the servers)."""
     cpu_before = server.cpu_seconds()
@@ -408,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
         profiles = [Profile(level) for level in args.connections]
         if args.paced_rate > 0:
             profiles.append(Profile(TARGET_P99_CONNECTIONS, args.paced_rate))
+        cap = balanced_worker_connections(base, max(profile.connections for profile in profiles))
+        stack.overrides["GUNICORN_WORKER_CONNECTIONS"] = str(cap)
+        print(f"worker_connections {cap} for both servers, so every worker gets a share of wrk's connections")
         results = {model: bench_model(stack, model, profiles, args.duration, args.rounds) for model in args.models}
         print_load_table(results)
         print_targets(results)

@@ -39,6 +39,7 @@ class Config:
     api_port: int
     gunicorn_workers: int
     gunicorn_threads: int
+    gunicorn_worker_connections: int
     gunicorn_timeout: int
     gunicorn_pidfile: Path
     service_version: str
@@ -90,6 +91,7 @@ def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Con
         api_port=get.int("API_PORT"),
         gunicorn_workers=get.int("GUNICORN_WORKERS"),
         gunicorn_threads=get.int("GUNICORN_THREADS"),
+        gunicorn_worker_connections=get.int("GUNICORN_WORKER_CONNECTIONS"),
         gunicorn_timeout=get.int("GUNICORN_TIMEOUT"),
         gunicorn_pidfile=get.path("GUNICORN_PIDFILE"),
         service_version=get.str("SERVICE_VERSION"),

@@ -4,6 +4,7 @@ Not preloaded: each worker loads the models itself, so ``kill -HUP`` (``make rel
 starts workers that read an edited api.env while the old ones finish their requests.
 """
 
+import gc
 import os
 import shutil
 
@@ -21,6 +22,7 @@ bind = f"{_config.api_host}:{_config.api_port}"
 workers = _config.gunicorn_workers
 worker_class = "gthread"
 threads = _config.gunicorn_threads
+worker_connections = _config.gunicorn_worker_connections
 timeout = _config.gunicorn_timeout
 graceful_timeout = _config.gunicorn_timeout
 keepalive = 5
@@ -48,15 +50,24 @@ def child_exit(server, worker) -> None:
 
 
 def post_worker_init(worker) -> None:
-    """Start the worker's rollout thread (ramp steps, guardrails, shadow records) before it serves."""
+    """Before the worker serves: start its rollout thread, and take what it loaded out of the GC's sight.
+
+    The app, its models and every imported module are about 160,000 objects that live as
+    long as the worker. Python's full collection walks them all, holding the GIL (every
+    request thread of the worker) for 100 ms and more; the queued events and samples of a
+    few thousand requests set one off. Frozen, they are never walked again, and a full
+    collection only looks at what came after (the usual pre-fork server practice)."""
     from ml_api.rollout import of_worker
 
     if rollout := of_worker(worker.wsgi):
         rollout.start()
+    gc.collect()  # nothing collectable ends up frozen
+    gc.freeze()
 
 
 def worker_exit(server, worker) -> None:
     """Before a worker goes away: queued events to the disk buffer, request counts to MySQL."""
+    from ml_api.metrics import SAMPLES
     from ml_api.rollout import of_worker
 
     app = getattr(worker, "wsgi", None)
@@ -67,6 +78,7 @@ def worker_exit(server, worker) -> None:
         services = extensions["ml_api"]
         services.events.close()
         services.requests.flush()
+        SAMPLES.apply()  # the last second's Prometheus samples
         try:
             services.request_stats.flush()
         except Exception:  # MySQL away: these are metrics, the records themselves are spooled

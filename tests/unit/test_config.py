@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +51,14 @@ def test_bad_settings_name_the_setting(name, value, message):
 def test_missing_file_is_reported(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config({"API_ENV_FILE": str(tmp_path / "nope.env")})
+
+
+def test_gunicorn_settings_come_from_api_env_and_the_environment(tmp_path):
+    # In a subprocess: the settings module sets PROMETHEUS_MULTIPROC_DIR for the process.
+    script = ("import runpy; s = runpy.run_path('ml_api/gunicorn.conf.py');"
+              "print(s['workers'], s['threads'], s['worker_connections'], s['worker_class'])")
+    env = {**os.environ, "GUNICORN_WORKER_CONNECTIONS": "20", "GUNICORN_THREADS": "3",
+           "METRICS_DIR": str(tmp_path / "metrics"), "GUNICORN_PIDFILE": str(tmp_path / "g.pid")}
+    shown = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert shown == [str(load_config({}).gunicorn_workers), "3", "20", "gthread"]
