@@ -1,7 +1,7 @@
 """Per-minute request counts and latency histograms per variant, the data behind guardrails.
 
-Each worker adds requests up in memory (``record`` costs a dict update under a lock) and a
-daemon thread adds the sums to ``request_stats`` (per minute) and ``request_totals`` (per
+Each worker adds requests up in memory (``record`` costs a deque append; the sums are made
+when they are read or written) and a daemon thread adds the sums to ``request_stats`` (per minute) and ``request_totals`` (per
 experiment) every second, in one transaction. Rows are additive, so any number of workers
 and hosts write into the same rows, and the results query sums them with GROUP BY. A
 failed flush keeps its counts for the next one; counts recorded in the last second before
@@ -16,6 +16,7 @@ LATENCY_BOUNDS_MS[k]], and the last bucket everything above 16.4 s.
 import bisect
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 from ml_api.background import PeriodicTask
@@ -78,24 +79,35 @@ class RequestStats:
         self._db = db
         self._clock = clock
         self._pending: Counts = {}
+        self._queued: deque[tuple[Key, bool, bool]] = deque()  # recorded, not yet added to _pending
         self._lock = threading.Lock()
         self._flusher = PeriodicTask("request-stats-flusher", self.flush, interval)
 
     def record(self, experiment_id: int, variant: str, latency_ms: float, error: bool = False,
                fallback: bool = False) -> None:
         """Count one request of a variant (in memory; the flusher writes it)."""
-        key = (experiment_id, variant, int(self._clock() // 60), latency_bucket(latency_ms))
-        with self._lock:
+        self._queued.append(((experiment_id, variant, int(self._clock() // 60), latency_bucket(latency_ms)),
+                             error, fallback))
+
+    def _add_queued(self) -> None:
+        """Sum the recorded requests into the pending counts (callers hold the lock)."""
+        while True:
+            try:
+                key, error, fallback = self._queued.popleft()
+            except IndexError:
+                return
             _add(self._pending, key, (1, int(error), int(fallback)))
 
     def pending(self) -> Counts:
         """A copy of the counts not yet written."""
         with self._lock:
+            self._add_queued()
             return {key: list(counts) for key, counts in self._pending.items()}
 
     def flush(self) -> int:
         """Write pending counts in one transaction; on any failure they stay pending. Returns minute rows written."""
         with self._lock:
+            self._add_queued()
             batch, self._pending = self._pending, {}
         if not batch:
             return 0
