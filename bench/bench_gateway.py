@@ -1,6 +1,6 @@
 """The gateway's POST /predict against a bare Flask baseline, under the same fixed load.
 
-    make bench        # or: python bench/bench_gateway.py [--duration 5] [--rounds 5] [--connections 1 8 32]
+    make bench        # or: python bench/bench_gateway.py [--duration 5] [--rounds 5] [--connections 1 24 32]
 
 For each demo model (LogisticRegression, RandomForest) it creates a private MySQL
 database, Redis key prefix and experiment whose variants all use that model, serves it
@@ -44,6 +44,7 @@ from ml_api.db import Database, apply_schema
 from ml_api.definitions import VariantSpec
 from ml_api.experiment_repo import ExperimentRepository
 from ml_api.models import load_model
+from ml_api.metrics import SAMPLES
 from ml_api.predict import observe
 from ml_api.validation import parse_predict
 from scripts.local_redis import free_port
@@ -211,7 +212,8 @@ def balanced_worker_connections(config: Config, connections: int) -> int:
     wrk opens all its connections at once, and whichever worker wakes first accepts them:
     often one worker gets all 32 and the other idles, which halves requests/s and says
     nothing about the app. With this cap each worker holds at most its share plus one per
-    thread, so every worker has enough connections to keep its threads busy."""
+    thread (fewer would turn keep-alive off), so at any level of at least cap + threads
+    connections every worker has enough to keep its threads busy."""
     return -(-connections // config.gunicorn_workers) + config.gunicorn_threads
 
 
@@ -355,6 +357,7 @@ def print_costs(stack: Stack) -> None:
         return lambda: next(calls) % 100 == 0 and send() is None
 
     flush_ids, flush_events = every_100th(svc.requests.flush), every_100th(svc.events.flush)
+    write_samples = every_100th(SAMPLES.apply)
 
     def one_request_id() -> None:  # queued on the request path; a background thread sends 100 at a time
         svc.requests.remember(svc.requests.new_id(), experiment.name, "bench-1")
@@ -363,6 +366,10 @@ def print_costs(stack: Stack) -> None:
     def one_event() -> None:  # queued on the request path; encoded and written 100 at a time
         svc.events.emit("predict", event)
         flush_events()
+
+    def one_prediction_sampled() -> None:  # queued on the request path; written 100 at a time here
+        observe(experiment, assignment, served, False, latency)
+        write_samples()
 
     memory = StickyMemory(1000)
     memory.remember(experiment.id, "bench-1", "control")
@@ -378,7 +385,7 @@ def print_costs(stack: Stack) -> None:
         ("sticky claim, keys store (SET NX GET)", lambda: keys.claim(experiment.id, "bench-1", "control"), 500),
         ("request id: queue it, 1/100 of a batch write", one_request_id, 2000),
         ("event: queue it, 1/100 of encoding + writing", one_event, 2000),
-        ("Prometheus samples of one prediction", lambda: observe(experiment, assignment, served, False, latency), 2000),
+        ("Prometheus samples: queue them, 1/100 of writing", one_prediction_sampled, 2000),
         ("request statistics (guardrails)", lambda: svc.request_stats.record(experiment.id, "control", 0.5), 2000),
         ("LogisticRegression, one row", lambda: logreg.predict(FEATURES), 300),
         ("the same within MODEL_TIMEOUT_MS (thread hand-off)", lambda: svc.models.predict_within_budget(
@@ -402,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=5, help="runs per figure; the median is shown")
-    parser.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32],
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 24, 32],
                         help="closed-loop levels: each connection sends its next request when answered")
     parser.add_argument("--paced-rate", type=float, default=1000,
                         help=f"requests/s offered by {TARGET_P99_CONNECTIONS} paced connections (0: no paced run)")
@@ -421,6 +428,10 @@ def main(argv: list[str] | None = None) -> int:
         cap = balanced_worker_connections(base, max(profile.connections for profile in profiles))
         stack.overrides["GUNICORN_WORKER_CONNECTIONS"] = str(cap)
         print(f"worker_connections {cap} for both servers, so every worker gets a share of wrk's connections")
+        for profile in profiles:
+            if 1 < profile.connections < cap + base.gunicorn_threads:
+                print(f"  caveat: at {profile.connections} connections one worker may still get all but "
+                      f"{max(profile.connections - cap, 0)} of them")
         results = {model: bench_model(stack, model, profiles, args.duration, args.rounds) for model in args.models}
         print_load_table(results)
         print_targets(results)
