@@ -1,8 +1,11 @@
 """The benchmark's baseline: the same model behind a bare Flask endpoint, no experiment.
 
 Served by the gateway's own gunicorn settings (``ml_api/gunicorn.conf.py``: workers,
-threads, worker class from api.env), so the difference to the gateway is exactly the
-experiment logic: validation, definitions, sticky assignment, request ids and events.
+threads, worker class from api.env) and predicting through the same ``LoadedModel``, so
+the difference to the gateway is the experiment logic (validation, definitions, sticky
+assignment, request ids, events, metrics) and how each meets HTTP: this endpoint goes
+through Flask's per-request machinery, the gateway's /predict through its lane ahead of
+Flask (``ml_api/predict_lane.py``), which the README's performance section accounts for.
 
     gunicorn -c ml_api/gunicorn.conf.py 'bench.baseline_app:create_app("logreg")'
 """

@@ -12,7 +12,9 @@ from flask import Flask, Response
 from ml_api import admin, docs, errors, experiments, feedback, health, metrics, predict, results, rollout_admin
 from ml_api.config import load_config
 from ml_api.json_provider import OrjsonProvider
+from ml_api.predict_lane import PredictLane
 from ml_api.request_events import emit_error_events
+from ml_api.rollout import rollout
 from ml_api.services import Services, build_services, init_app, start_background
 
 
@@ -30,6 +32,9 @@ def create_app(overrides: Mapping[str, str] | None = None) -> Flask:
         app.register_blueprint(module.bp)
     app.after_request(after_every_request)  # one hook: each one costs Flask a few microseconds per request
     app.before_request(partial(start_background, svc))
+    with app.app_context():
+        mirror = rollout()
+    app.wsgi_app = PredictLane(app.wsgi_app, svc, mirror, app.json.encode_body)  # type: ignore[method-assign]
     report_model_errors(svc)
     return app
 

@@ -33,7 +33,11 @@ class OrjsonProvider(DefaultJSONProvider):
         obj = self._prepare_response_obj(args, kwargs)
         if self.compact is False or (self.compact is None and self._app.debug):
             return super().response(obj)  # indented for people reading it
-        return self._app.response_class(self._encode(obj, orjson.OPT_APPEND_NEWLINE), mimetype=self.mimetype)
+        return self._app.response_class(self.encode_body(obj), mimetype=self.mimetype)
+
+    def encode_body(self, obj: Any) -> bytes:
+        """A response body's bytes, exactly as ``response`` writes them (compact)."""
+        return self._encode(obj, orjson.OPT_APPEND_NEWLINE)
 
     def _encode(self, obj: Any, option: int) -> bytes:
         option |= OPTIONS | (orjson.OPT_SORT_KEYS if self.sort_keys else 0)

@@ -126,10 +126,14 @@ APPLY_INTERVAL_SECONDS = 1.0
 
 
 def count_request(response: Response) -> None:
-    """One sample per request, by route rule (not the raw path)."""
+    """One sample per request Flask served, by route rule (not the raw path)."""
     rule = request.url_rule
-    SAMPLES.inc(child(REQUESTS, rule.rule if rule is not None else "unmatched", request.method,
-                      str(response.status_code)))
+    count_routed(rule.rule if rule is not None else "unmatched", request.method, response.status_code)
+
+
+def count_routed(rule: str, method: str, status: int) -> None:
+    """One sample per request: its route rule, method and status."""
+    SAMPLES.inc(child(REQUESTS, rule, method, str(status)))
 
 
 class InstrumentedStore:

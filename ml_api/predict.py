@@ -11,8 +11,7 @@ from ml_api import metrics
 from ml_api.catalog import DefinitionsUnavailable
 from ml_api.errors import ApiError
 from ml_api.models import LoadedModel, ModelError, Prediction
-from ml_api.request_events import note_for_error_event
-from ml_api.rollout import rollout
+from ml_api.rollout import Rollout, rollout
 from ml_api.services import Services, services
 from ml_api.validation import PredictRequest, json_body, parse_predict
 
@@ -33,9 +32,16 @@ def find_experiment(svc: Services, name: str) -> Experiment:
 @bp.post("/predict")
 def predict() -> dict[str, Any]:
     """Assign the user to a variant (sticky) and answer with that variant's prediction."""
+    return answer(services(), rollout(), json_body(request))
+
+
+def answer(svc: Services, mirror: Rollout, body: dict[str, Any]) -> dict[str, Any]:
+    """The whole of /predict after HTTP: from the parsed body to the answer, or an ApiError.
+
+    Served by ``predict_lane`` for well-formed requests and by the Flask view above for the
+    rest, so both answer alike."""
     started = time.perf_counter()
-    svc = services()
-    req = parse_predict(json_body(request), svc.config.default_experiment, svc.config.max_user_id_length)
+    req = parse_predict(body, svc.config.default_experiment, svc.config.max_user_id_length)
     experiment = find_experiment(svc, req.experiment)
     check_feature_count(svc, experiment, req.features)  # before the exposure is recorded
 
@@ -43,9 +49,9 @@ def predict() -> dict[str, Any]:
     assigned = time.perf_counter()
     try:
         model, prediction, fallback, model_error = serve(svc, experiment, assignment, req)
-    except ApiError:
-        note_for_error_event(**{"experiment.name": experiment.name, "experiment.variant": assignment.variant,
-                                "experiment.in_experiment": assignment.in_experiment})
+    except ApiError as exc:
+        exc.event_fields.update({"experiment.name": experiment.name, "experiment.variant": assignment.variant,
+                                 "experiment.in_experiment": assignment.in_experiment})
         if assignment.in_experiment:  # no model could answer: an error against the guardrails
             svc.request_stats.record(experiment.id, assignment.variant, (time.perf_counter() - started) * 1000,
                                      error=True)
@@ -62,10 +68,10 @@ def predict() -> dict[str, Any]:
     observe(experiment, assignment, model, fallback, latency)
     if assignment.in_experiment:  # guardrails compare exposed users only
         svc.request_stats.record(experiment.id, assignment.variant, latency["total_ms"], error=False, fallback=fallback)
-    rollout().mirror(experiment, assignment, req, request_id, model, prediction)  # shadow model, off the request path
+    mirror.mirror(experiment, assignment, req, request_id, model, prediction)  # shadow model, off the request path
     svc.events.emit("predict", predict_event(svc, req, experiment, assignment, model, prediction, request_id,
                                              fallback, model_error, latency))
-    body: dict[str, Any] = {
+    reply: dict[str, Any] = {
         "request_id": request_id,
         "experiment": experiment.name,
         "experiment_status": experiment.status.value,
@@ -78,8 +84,8 @@ def predict() -> dict[str, Any]:
         "latency_ms": round(latency["total_ms"], 3),
     }
     if experiment.status is not ExperimentStatus.RUNNING:
-        body["note"] = f"experiment is {experiment.status.value}: serving the default variant to everyone"
-    return body
+        reply["note"] = f"experiment is {experiment.status.value}: serving the default variant to everyone"
+    return reply
 
 
 def predict_event(svc: Services, req: PredictRequest, experiment: Experiment, assignment: Assignment,

@@ -4,29 +4,29 @@ from typing import Any
 
 from flask import Response, g, request
 
-from ml_api.services import services
+from ml_api.services import Services, services
 
 TRACKED_PATHS = {"/predict", "/feedback"}
 
 
-def note_for_error_event(**fields: Any) -> None:
-    """What a view knows so far (experiment, variant), for the error event if it then fails."""
-    g.setdefault("error_event_fields", {}).update(fields)
-
-
 def emit_error_events(response: Response) -> None:
-    """The error event of a failed request (successful ones emit their own event in the view)."""
+    """The error event of a failed request served by Flask (successful ones emit their own event)."""
     if response.status_code >= 400 and request.path in TRACKED_PATHS:
         body = response.get_json(silent=True) or {}
-        svc = services()
-        svc.events.emit("error", {
-            "event.outcome": "failure",
-            "http.request.id": svc.requests.new_id(),  # the same form as a served request's id
-            "http.request.method": request.method,
-            "url.path": request.path,
-            "http.response.status_code": response.status_code,
-            "error.type": body.get("error", "http_error"),
-            "error.message": body.get("detail"),
-            # so the dashboards can attribute a failure to its variant
-            **g.get("error_event_fields", {}),
-        })
+        emit_error_event(services(), request.method, request.path, response.status_code, body,
+                         g.get("error_event_fields", {}))
+
+
+def emit_error_event(svc: Services, method: str, path: str, status: int, body: dict[str, Any],
+                     known: dict[str, Any]) -> None:
+    """One failed request's event; ``known`` is what the view knew (``ApiError.event_fields``)."""
+    svc.events.emit("error", {
+        "event.outcome": "failure",
+        "http.request.id": svc.requests.new_id(),  # the same form as a served request's id
+        "http.request.method": method,
+        "url.path": path,
+        "http.response.status_code": status,
+        "error.type": body.get("error", "http_error"),
+        "error.message": body.get("detail"),
+        **known,  # so the dashboards can attribute a failure to its variant
+    })

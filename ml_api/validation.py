@@ -43,7 +43,11 @@ def json_body(request: Request) -> dict[str, Any]:
     """The body as a JSON object, or a 4xx naming the problem."""
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json")
-    raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH (413 beyond it)
+    return json_object(request.get_data(cache=True))  # bounded by MAX_CONTENT_LENGTH (413 beyond it)
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """``raw`` parsed as a JSON object, or a 400 naming the problem."""
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError) as exc:
