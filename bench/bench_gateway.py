@@ -33,6 +33,7 @@ from pathlib import Path
 import mysql.connector
 import redis
 import requests
+from werkzeug.test import Client
 
 from assigner import Assignment, AssignmentSource, ExperimentStatus, RedisAssignmentStore
 from assigner.memory import StickyMemory
@@ -345,6 +346,7 @@ def print_costs(stack: Stack) -> None:
     experiment = svc.catalog.get(stack.experiments["logreg"])
     body = {"user_id": "bench-1", "experiment": experiment.name, "features": FEATURES}
     gateway, baseline = app.test_client(), create_baseline("logreg").test_client()
+    gateway_view = Client(app.wsgi_app.app)  # under the predict lane: Flask's own /predict view
     prefix = stack.config.redis_key_prefix
     sharded, keys = ShardedRedisAssignmentStore(svc.redis, prefix), RedisAssignmentStore(svc.redis, prefix)
     forest = load_model("forest", stack.config.model_dir, stack.config.model_files["forest"])
@@ -387,12 +389,14 @@ def print_costs(stack: Stack) -> None:
         ("event: queue it, 1/100 of encoding + writing", one_event, 2000),
         ("Prometheus samples: queue them, 1/100 of writing", one_prediction_sampled, 2000),
         ("request statistics (guardrails)", lambda: svc.request_stats.record(experiment.id, "control", 0.5), 2000),
-        ("LogisticRegression, one row", lambda: logreg.predict(FEATURES), 300),
+        ("LogisticRegression, sklearn predict_proba", lambda: logreg.estimator.predict_proba([FEATURES]), 300),
+        ("LogisticRegression, single-row path", lambda: logreg.predict(FEATURES), 2000),
         ("the same within MODEL_TIMEOUT_MS (thread hand-off)", lambda: svc.models.predict_within_budget(
             served, FEATURES), 300),
         ("RandomForest, sklearn predict_proba", lambda: forest.estimator.predict_proba([FEATURES]), 20),
         ("RandomForest, flat single-row path", lambda: forest.predict(FEATURES), 300),
         ("whole /predict, baseline (Flask test client)", lambda: baseline.post("/predict", json=body), 300),
+        ("whole /predict, gateway, Flask view (no lane)", lambda: gateway_view.post("/predict", json=body), 300),
         ("whole /predict, gateway (Flask test client)", lambda: gateway.post("/predict", json=body), 300),
     ]
     print(f"\nwhat one request costs, in one process ({os.cpu_count()} cores shared with everything else)")

@@ -55,6 +55,12 @@ class LoadedModel:
     def _proba_row(self) -> ProbaRow:
         return single_row_proba(self.estimator)  # built once: forests skip sklearn's per-call overhead
 
+    @cached_property
+    def _class_labels(self) -> tuple[list[Any], list[str]]:
+        """The classes as JSON-able labels and as probability keys, converted once."""
+        labels = [_plain(c) for c in self.estimator.classes_]
+        return labels, [str(label) for label in labels]
+
     def predict(self, features: Sequence[float]) -> Prediction:
         """Predict one row; probabilities when the estimator has ``predict_proba``."""
         row = np.asarray(features, dtype=np.float64).reshape(1, -1)
@@ -63,13 +69,9 @@ class LoadedModel:
                 probabilities = self._proba_row(row)
                 if not np.isfinite(probabilities).all():
                     raise ValueError("the model returned non-finite probabilities")
-                best = int(np.argmax(probabilities))
-                classes = self.estimator.classes_
-                return Prediction(
-                    label=_plain(classes[best]),
-                    probability=float(probabilities[best]),
-                    probabilities={str(_plain(c)): float(p) for c, p in zip(classes, probabilities)},
-                )
+                best, values = int(np.argmax(probabilities)), probabilities.tolist()
+                labels, keys = self._class_labels
+                return Prediction(label=labels[best], probability=values[best], probabilities=dict(zip(keys, values)))
             value = _plain(self.estimator.predict(row)[0])
             return Prediction(label=value, probability=None, probabilities=None)
         except Exception as exc:  # any failure of third-party model code is a model failure

@@ -6,6 +6,7 @@ from sklearn.datasets import load_iris
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
+from sklearn.neighbors import KNeighborsClassifier
 
 from ml_api.fast_predict import single_row_proba
 from ml_api.models import LoadedModel
@@ -83,12 +84,58 @@ def test_forests_take_the_flat_path(demo_forest):
     assert type(single_row_proba(demo_forest)).__name__ == "_FlatForest"
 
 
+def assert_row_by_row_as_sklearn(estimator, rows: np.ndarray) -> None:
+    """One row at a time, as the gateway calls it: BLAS may round a batch differently in the last bit."""
+    fast = single_row_proba(estimator)
+    for row in rows:
+        got, want = fast(row.reshape(1, -1)), estimator.predict_proba(row.reshape(1, -1))[0]
+        assert np.array_equal(got, want), (row, got, want)
+
+
+def test_demo_logistic_regression_equals_predict_proba(iris_split):
+    x_train, y_train, x_test = iris_split
+    _, _, make = DEMO_MODELS["iris-logreg-v1.joblib"]
+    model = make().fit(x_train, y_train)
+    assert type(single_row_proba(model)).__name__ == "_LinearRow"  # the fast path is really taken
+    assert_row_by_row_as_sklearn(model, np.vstack([x_test, random_rows(x_train, 1000)]))
+
+
+@pytest.mark.parametrize("make,classes", [
+    (lambda: LogisticRegression(max_iter=1000), 2),
+    (lambda: LogisticRegression(C=0.01, fit_intercept=False, max_iter=1000), 3),
+    (lambda: LogisticRegression(class_weight="balanced", solver="newton-cg"), 3),
+    (lambda: LogisticRegression(solver="liblinear"), 2),
+], ids=["binary", "no-intercept", "balanced", "liblinear-binary"])
+def test_other_logistic_regressions(iris_split, make, classes):
+    x_train, y_train, x_test = iris_split
+    labels = np.unique(y_train, return_inverse=True)[1] % classes  # integer labels, 2 or 3 classes
+    model = make().fit(x_train, labels)
+    assert type(single_row_proba(model)).__name__ == "_LinearRow"
+    assert_row_by_row_as_sklearn(model, np.vstack([x_test, random_rows(x_train, 300)]))
+
+
+def test_a_wide_binary_model():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 60))
+    model = LogisticRegression(max_iter=2000).fit(x, x[:, 0] + rng.normal(size=400) > 0)
+    assert_row_by_row_as_sklearn(model, rng.normal(0, 5, size=(300, 60)))
+
+
 def test_other_estimators_keep_their_own_predict_proba(iris_split):
     x_train, y_train, x_test = iris_split
-    model = LogisticRegression(max_iter=1000).fit(x_train, y_train)
+    model = KNeighborsClassifier().fit(x_train, y_train)
     fast = single_row_proba(model)
-    for row in x_test:  # one row at a time: BLAS may round a batch differently in the last bit
-        assert np.array_equal(fast(row.reshape(1, -1)), model.predict_proba(row.reshape(1, -1))[0])
+    assert type(fast).__name__ == "function"
+    assert_row_by_row_as_sklearn(model, x_test)
+
+
+def test_logistic_regression_refuses_what_sklearn_refuses(iris_split):
+    x_train, y_train, _ = iris_split
+    fast = single_row_proba(LogisticRegression(max_iter=1000).fit(x_train, y_train))
+    with pytest.raises(ValueError):
+        fast(np.ones((1, 3)))
+    with pytest.raises(ValueError):
+        fast(np.array([[np.nan, 1.0, 1.0, 1.0]]))
 
 
 def test_wrong_width_and_float32_overflow_are_errors_like_sklearns(demo_forest):
