@@ -13,15 +13,21 @@ Stickiness rules, in order:
    change of weights, never moves a user who was already assigned.
 6. With the cache unreachable, the ledger alone decides; the request never fails
    because of the cache.
+7. With the ledger unreachable, the hash (or the cached guess) answers, and the cache
+   entry is marked unconfirmed (``store.doubt``): it is served as it is until the ledger
+   answers again, and the next request after that asks the ledger, which may know an
+   older first assignment (the cache was flushed, the weights changed since). A guess
+   never becomes the cached or remembered truth.
 """
 
+from collections.abc import Callable
 from typing import Protocol
 
 from assigner.allocation import choose_variant, in_traffic
 from assigner.domain import Assignment, AssignmentSource, Experiment, ExperimentStatus
 from assigner.hashing import bucket, traffic_bucket
 from assigner.memory import StickyMemory
-from assigner.store import AssignmentStore, StoreUnavailable
+from assigner.store import AssignmentStore, StoreUnavailable, unconfirmed
 
 
 class ExposureLedger(Protocol):
@@ -73,19 +79,25 @@ def _sticky(experiment: Experiment, user_id: str, store: AssignmentStore, ledger
     except StoreUnavailable:
         variant, source = ledger.record_first(experiment, user_id, candidate)
         return Assignment(variant, True, source)
-    if cached is not None and cached in experiment.variant_names:
+    guess = unconfirmed(cached)
+    if guess is None and cached is not None and cached in experiment.variant_names:
         return Assignment(cached, True, AssignmentSource.REDIS)
+    if guess in experiment.variant_names:
+        candidate = guess  # what this user was answered while the ledger was away
 
     variant, source = ledger.record_first(experiment, user_id, candidate)
-    if variant != candidate or cached is not None:
-        _repair_cache(store, experiment.id, user_id, variant)
+    if source is AssignmentSource.HASH:
+        if cached is None:  # the claim just cached the candidate: not the truth yet
+            _correct_cache(store.doubt, experiment.id, user_id, candidate)
+    elif variant != candidate or cached is not None:
+        _correct_cache(store.put, experiment.id, user_id, variant)  # the durable answer, so the next request hits
     return Assignment(variant, True, source)
 
 
-def _repair_cache(store: AssignmentStore, experiment_id: int, user_id: str, variant: str) -> None:
-    # The cache was flushed (or held a variant the experiment no longer has): put the
-    # durable answer back so the next request is a cache hit again.
+def _correct_cache(write: Callable[[int, str, str], None], experiment_id: int, user_id: str, variant: str) -> None:
+    # A correction of the cache that fails waits for the next request; the durable record,
+    # or the hash, already answered this one.
     try:
-        store.put(experiment_id, user_id, variant)
+        write(experiment_id, user_id, variant)
     except StoreUnavailable:
-        pass  # the next request repairs it; the durable record already answered this one
+        pass

@@ -6,7 +6,8 @@ Redis keyspace (all keys start with the configured prefix, default ``abtest``):
     (``shard`` = the first 8 bytes of ``sha256(user_id)`` modulo ``shards``). Fields:
 
     * a 6-byte field (bytes 8..13 of the same digest) per user -> the user's variant
-      *index*, a small integer;
+      *index*, a small integer, negated while the variant is a guess the durable record
+      has not confirmed (``doubt``; read back as ``?<name>``);
     * a 1-byte field ``chr(i)`` per variant name seen in this shard -> that name, for the
       index ``i`` (1..255, given in order of first use, first writer wins).
 
@@ -50,7 +51,8 @@ class ShardedRedisAssignmentStore:
     """Same contract as ``RedisAssignmentStore``; users packed into hash shards."""
 
     # Shared preludes: a variant name's index in this shard (registered on first use), and
-    # back from a stored index to the name (false for an index this shard has no name for).
+    # back from a stored index to the name ('?' and the name for a negated, unconfirmed
+    # index; false for an index this shard has no name for).
     _INDEX_OF = """
 local function index_of(key, name)
     for i = 1, 255 do
@@ -72,6 +74,10 @@ local function name_of(key, stored)
     if index and index >= 1 and index <= 255 then
         return redis.call('HGET', key, string.char(index))
     end
+    if index and index <= -1 and index >= -255 then
+        local name = redis.call('HGET', key, string.char(-index))
+        return name and ('?' .. name)
+    end
     return false
 end
 """
@@ -80,9 +86,10 @@ end
 -- KEYS[1] - the user's shard hash
 -- ARGV[1] - the user's field (6 bytes of the digest of the user id)
 -- ARGV[2] - the candidate variant name
--- Returns the variant name already stored for the user (nothing is written), or nil when
--- the candidate was stored. An index with no name (a damaged shard) comes back as
--- '#<index>', which is no variant name, so the caller repairs it from the durable record.
+-- Returns the variant name already stored for the user ('?name' while unconfirmed; nothing
+-- is written), or nil when the candidate was stored. An index with no name (a damaged
+-- shard) comes back as '#<index>', which is no variant name, so the caller repairs it from
+-- the durable record.
 """ + _INDEX_OF + _NAME_OF + """
 local stored = redis.call('HGET', KEYS[1], ARGV[1])
 if stored then
@@ -105,11 +112,26 @@ return false
     GET = """
 -- KEYS[1] - the user's shard hash
 -- ARGV[1] - the user's field (6 bytes of the digest of the user id)
--- Returns the variant name stored for the user, or nil (also for a damaged entry).
+-- Returns the variant name stored for the user ('?name' while unconfirmed), or nil (also
+-- for a damaged entry).
 -- Writes nothing.
 """ + _NAME_OF + """
 local stored = redis.call('HGET', KEYS[1], ARGV[1])
 return stored and name_of(KEYS[1], stored)
+"""
+
+    DOUBT = """
+-- KEYS[1] - the user's shard hash
+-- ARGV[1] - the user's field (6 bytes of the digest of the user id)
+-- ARGV[2] - the variant name the cache may hold for the user
+-- Returns 1 when the entry held ARGV[2] and its index is now negated (unconfirmed), else
+-- 0 (left alone: another name, already unconfirmed, or no entry).
+local stored = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
+if stored and stored >= 1 and stored <= 255 and redis.call('HGET', KEYS[1], string.char(stored)) == ARGV[2] then
+    redis.call('HSET', KEYS[1], ARGV[1], -stored)
+    return 1
+end
+return 0
 """
 
     def __init__(
@@ -122,6 +144,7 @@ return stored and name_of(KEYS[1], stored)
         self._claim = client.register_script(self.CLAIM)
         self._put = client.register_script(self.PUT)
         self._get = client.register_script(self.GET)
+        self._doubt = client.register_script(self.DOUBT)
 
     def locate(self, experiment_id: int, user_id: str) -> tuple[str, bytes]:
         """The one place a user's shard key and field are computed."""
@@ -137,6 +160,9 @@ return stored and name_of(KEYS[1], stored)
 
     def get(self, experiment_id: int, user_id: str) -> str | None:
         return as_text(self._run(self._get, experiment_id, user_id))
+
+    def doubt(self, experiment_id: int, user_id: str, variant: str) -> None:
+        self._run(self._doubt, experiment_id, user_id, variant)
 
     def _run(self, script: Script, experiment_id: int, user_id: str, *args: str) -> object:
         key, field = self.locate(experiment_id, user_id)

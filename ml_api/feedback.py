@@ -7,6 +7,7 @@ import redis
 from flask import Blueprint, request
 
 from assigner import StoreUnavailable
+from assigner.store import unconfirmed
 from assigner.hashing import user_hash
 from ml_api.db import DatabaseUnavailable
 from ml_api.errors import ApiError
@@ -73,10 +74,11 @@ def assigned_variant(svc: Services, experiment_id: int, user_id: str) -> str | N
     except DatabaseUnavailable:
         pass
     try:
-        return svc.store.get(experiment_id, user_id)
+        cached = svc.store.get(experiment_id, user_id)
     except StoreUnavailable:
         raise ApiError(503, "dependencies_unavailable",
                        "neither MySQL nor Redis can tell this user's variant right now; retry shortly") from None
+    return unconfirmed(cached) or cached  # a guess made while MySQL was away is all there is
 
 
 def resolve_user(svc: Services, req: FeedbackRequest) -> tuple[str, str]:

@@ -28,7 +28,10 @@ from tests.integration.test_request_directory import (  # noqa: F401 - rerun her
 from tests.integration.test_sharded_store import (  # noqa: F401 - the store contract, rerun here
     STORES,
     assert_claim_sent_once_while_busy,
+    test_an_unconfirmed_user_leaves_the_shard_neighbours_alone,
     test_concurrent_first_claims_agree_on_one_winner,
+    test_doubt_marks_only_the_variant_it_names,
+    test_doubt_without_an_entry_stores_nothing,
     test_experiments_are_separate,
     test_first_claim_wins_and_later_claims_read_it,
     test_get_reads_without_writing,

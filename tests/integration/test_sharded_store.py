@@ -77,6 +77,33 @@ def test_unicode_user_ids_and_many_variants(store):
     assert [store.claim(5, f"usér-{i}-✓", "other") for i in range(len(names))] == names
 
 
+def test_doubt_marks_only_the_variant_it_names(store):
+    store.claim(4, "u-doubt", "control")
+    store.doubt(4, "u-doubt", "variation")  # holds another name: left alone
+    assert store.get(4, "u-doubt") == "control"
+    store.doubt(4, "u-doubt", "control")
+    assert store.claim(4, "u-doubt", "variation") == "?control"  # the claim writes nothing
+    assert store.get(4, "u-doubt") == "?control"
+    store.doubt(4, "u-doubt", "control")  # already unconfirmed: stays so
+    assert store.get(4, "u-doubt") == "?control"
+    store.put(4, "u-doubt", "variation")  # confirmed by the durable record
+    assert store.claim(4, "u-doubt", "control") == "variation"
+
+
+def test_doubt_without_an_entry_stores_nothing(store):
+    store.doubt(4, "u-none", "control")
+    assert store.get(4, "u-none") is None
+    assert store.claim(4, "u-none", "variation") is None
+
+
+def test_an_unconfirmed_user_leaves_the_shard_neighbours_alone(store):
+    for i in range(20):
+        store.claim(7, f"n{i}", ("control", "variation")[i % 2])
+    store.doubt(7, "n3", "variation")
+    assert [store.get(7, f"n{i}") for i in range(20)] == [
+        "?variation" if i == 3 else ("control", "variation")[i % 2] for i in range(20)]
+
+
 def test_concurrent_first_claims_agree_on_one_winner(store):
     """Eight threads race to claim the same users: exactly one candidate wins per user."""
     users = [f"race-{i}" for i in range(200)]

@@ -186,3 +186,71 @@ def test_memory_is_per_experiment(store, ledger, memory):
     assign(experiment((0, 100)), "u1", store, ledger, memory)
     other = assign(experiment((100, 0), id=2), "u1", store, ledger, memory)
     assert (other.variant, other.source) == ("control", AssignmentSource.NEW)
+
+
+# --- guesses made while the durable record is away (rule 7) ---
+
+
+class SwitchableLedger(MemoryLedger):
+    """The durable record, which can be taken away and brought back."""
+
+    def __init__(self):
+        super().__init__()
+        self.away = False
+        self.asked = 0
+
+    def record_first(self, experiment, user_id, candidate):
+        self.asked += 1
+        if self.away:
+            return candidate, AssignmentSource.HASH
+        return super().record_first(experiment, user_id, candidate)
+
+
+def test_a_guess_after_a_flush_gives_way_to_the_older_record():
+    """Redis flushed, MySQL away, weights changed since: the guess is served, never kept."""
+    store, ledger = InMemoryAssignmentStore(), SwitchableLedger()
+    ledger.records[(1, "u1")] = "variation"  # assigned before the weights went to 100/0
+    ledger.away = True
+    guess = assign(experiment((100, 0)), "u1", store, ledger)
+    assert (guess.variant, guess.source) == ("control", AssignmentSource.HASH)
+    assert store.get(1, "u1") == "?control"
+    again = assign(experiment((100, 0)), "u1", store, ledger)  # still away: the same guess
+    assert (again.variant, again.source) == ("control", AssignmentSource.HASH)
+
+    ledger.away = False
+    back = assign(experiment((100, 0)), "u1", store, ledger)
+    assert (back.variant, back.source) == ("variation", AssignmentSource.MYSQL)
+    assert store.get(1, "u1") == "variation"
+    asked = ledger.asked
+    assert assign(experiment((100, 0)), "u1", store, ledger).source is AssignmentSource.REDIS
+    assert ledger.asked == asked  # confirmed: a cache hit again, no more questions
+
+
+def test_a_user_first_seen_while_the_record_was_away_keeps_the_guess_they_were_served():
+    store, ledger = InMemoryAssignmentStore(), SwitchableLedger()
+    ledger.away = True
+    served = assign(experiment((100, 0)), "u-new", store, ledger).variant
+    assert served == "control"
+    ledger.away = False  # ... and the weights changed meanwhile
+    later = assign(experiment((0, 100)), "u-new", store, ledger)
+    assert (later.variant, later.source) == ("control", AssignmentSource.NEW)
+    assert ledger.records[(1, "u-new")] == "control" and store.get(1, "u-new") == "control"
+
+
+def test_an_unconfirmed_cache_entry_is_never_remembered(memory):
+    store, ledger = InMemoryAssignmentStore(), SwitchableLedger()
+    ledger.away = True
+    for _ in range(3):
+        assert assign(experiment(), "u1", store, ledger, memory).source is AssignmentSource.HASH
+    assert memory.recall(1, "u1") is None
+    ledger.away = False
+    assert assign(experiment(), "u1", store, ledger, memory).source is AssignmentSource.NEW
+    assert memory.recall(1, "u1") == store.get(1, "u1")
+
+
+def test_a_confirmed_entry_is_not_doubted_when_the_record_is_away():
+    store, ledger = InMemoryAssignmentStore(), SwitchableLedger()
+    first = assign(experiment(), "u1", store, ledger)
+    ledger.away = True
+    assert assign(experiment(), "u1", store, ledger).source is AssignmentSource.REDIS  # no question asked
+    assert store.get(1, "u1") == first.variant
