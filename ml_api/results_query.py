@@ -8,6 +8,7 @@ few hundred rows at most; the largest scan is one row per user with an outcome. 
 in one consistent snapshot, so conversions never outnumber the exposures they belong to.
 """
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,6 +39,21 @@ OUTCOMES = (
 )
 REQUESTS = (
     "SELECT variant, latency_bucket, requests, errors, fallbacks FROM request_totals WHERE experiment_id = %s"
+)
+# Weight changes, newest first. Users first exposed after the last one that moved the
+# proportions were split by the current weights, earlier ones by older weights, so the
+# sample-ratio check counts the former: whole hours after the change from exposure_counts,
+# the rest of the change's hour row by row (an index range on ix_assignments_variant).
+WEIGHT_CHANGES = (
+    "SELECT changed_at, UNIX_TIMESTAMP(changed_at), before_state, after_state FROM experiment_changes"
+    " WHERE experiment_id = %s AND action = 'set_weights' ORDER BY id DESC"
+)
+EXPOSURES_AFTER_HOUR = (
+    "SELECT variant, SUM(users) FROM exposure_counts WHERE experiment_id = %s AND hour > %s GROUP BY variant"
+)
+EXPOSURES_IN_RANGE = (
+    "SELECT COUNT(*) FROM assignments WHERE experiment_id = %s AND variant = %s"
+    " AND assigned_at >= %s AND assigned_at < FROM_UNIXTIME(%s)"
 )
 
 
@@ -83,6 +99,8 @@ class Aggregates:
     new_conversions: dict[str, dict[int, int]]  # variant -> bucket -> users who first converted in it
     outcomes: dict[str, OutcomeSums]
     requests: dict[str, RequestSums]
+    weights_changed_at: datetime | None = None  # the last change of the weights' proportions
+    users_since_weights_changed: dict[str, int] | None = None  # first exposed since then
 
     def users(self, variant: str) -> int:
         return sum(self.new_users.get(variant, {}).values())
@@ -116,9 +134,34 @@ def _fetch(conn: MySQLConnectionAbstract, name: str) -> Aggregates:
         sums.errors += int(errors)
         sums.fallbacks += int(fallbacks)
         sums.latency_buckets[int(bucket)] = int(count)
+    changed_at, users_since = _users_since_weights_changed(cursor, experiment)
     cursor.close()
     return Aggregates(experiment, width, _utc(first), _utc(last), dict(new_users), new_conversions, outcomes,
-                      dict(requests))
+                      dict(requests), _utc(changed_at), users_since)
+
+
+def _users_since_weights_changed(cursor, experiment: ExperimentInfo) -> tuple[datetime | None, dict[str, int] | None]:
+    """When the weights' proportions last changed, and each variant's users first exposed since (None, None: never)."""
+    cursor.execute(WEIGHT_CHANGES, (experiment.id,))
+    for changed_at, epoch, before, after in cursor.fetchall():
+        if _shares(before) != _shares(after):
+            break
+    else:
+        return None, None
+    hour = int(epoch) // 3600
+    cursor.execute(EXPOSURES_AFTER_HOUR, (experiment.id, hour))
+    users = {variant: int(count) for variant, count in cursor.fetchall()}
+    for variant in experiment.variants:
+        cursor.execute(EXPOSURES_IN_RANGE, (experiment.id, variant.name, changed_at, (hour + 1) * 3600))
+        users[variant.name] = users.get(variant.name, 0) + int(cursor.fetchone()[0])
+    return changed_at, users
+
+
+def _shares(state: str | None) -> dict[str, float]:
+    """Each variant's share of the traffic in a history row's definition (weights 70/30 = 7/3)."""
+    variants = json.loads(state)["variants"] if state else []
+    total = sum(v["weight"] for v in variants)
+    return {v["name"]: round(v["weight"] / total, 12) for v in variants} if total else {}
 
 
 def _exposure_span(cursor, experiment: ExperimentInfo) -> tuple[datetime | None, datetime | None]:

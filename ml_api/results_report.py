@@ -84,7 +84,10 @@ def results_document(agg: Aggregates) -> dict[str, Any]:
     comparisons = compare_to_control(
         totals[control], {n: totals[n] for n in others}, alpha=ALPHA, tau2=TAU2, previous=previous
     )
-    srm = sample_ratio_mismatch([totals[n][1] for n in names], [v.weight for v in variants])
+    # Users first exposed under the current weights (all of them if the weights never changed).
+    srm_users = agg.users_since_weights_changed or {n: totals[n][1] for n in names}
+    srm_observed = [srm_users.get(n, 0) for n in names]
+    srm = sample_ratio_mismatch(srm_observed, [v.weight for v in variants])
     guardrails, breaches = _guardrails(agg, names, control, settings)
     plan = _plan(totals[control], settings["mde"], len(others))
     slowest, per_day = _traffic(agg, totals, names)
@@ -108,8 +111,9 @@ def results_document(agg: Aggregates) -> dict[str, Any]:
             "flagged": srm.flagged,
             "threshold": srm.threshold,
             "statistic": srm.statistic,
-            "observed": {n: totals[n][1] for n in names},
+            "observed": dict(zip(names, srm_observed)),
             "expected": dict(zip(names, srm.expected)),
+            "since": _iso(agg.weights_changed_at),
         },
         "guardrails": {"thresholds": _thresholds(settings), "config_error": settings_error, "variants": guardrails},
         "power": _power(plan, settings["mde"], totals[slowest][1] if slowest else 0, per_day),

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 import pytest
+from scipy.stats import chisquare
 
 from experiment_stats import MeanSummary, compare_proportions, sample_ratio_mismatch, welch_t_test
 from ml_api.db import Database
@@ -317,3 +318,56 @@ def test_the_page_embeds_the_document(client, db, make_experiment):
     document = json.loads(embedded)
     assert document["experiment"] == name and document["variants"][1]["conversions"] == 12
     assert math.isclose(document["variants"][0]["conversion_rate"], 0.1)
+
+
+def expose(db: Database, eid: int, prefix: str, users: Mapping[str, int], start: datetime, hours: float) -> None:
+    """``users[v]`` exposures of variant ``v``, spread evenly over ``hours`` from ``start``."""
+    rows = [(eid, f"{prefix}-{variant}-{i}", variant, start + timedelta(seconds=i * hours * 3600 / count))
+            for variant, count in users.items() for i in range(count)]
+    execute_many(db, "INSERT INTO assignments (experiment_id, user_id, variant, assigned_at) VALUES (%s, %s, %s, %s)",
+                 rows)
+
+
+def change_weights(db: Database, repo, name: str, weights: dict[str, int], at: datetime) -> None:
+    repo.set_weights(name, weights, actor="test")
+    with db.transaction() as conn:  # as if the change had been made at ``at``
+        conn.cursor().execute("UPDATE experiment_changes SET changed_at = %s WHERE id = (SELECT MAX(id) FROM"
+                              " experiment_changes WHERE action = 'set_weights')", (at,))
+
+
+def test_srm_after_a_weight_change_counts_the_users_split_by_the_new_weights(client, db, repo, make_experiment):
+    name = make_experiment((50, 50))
+    eid = experiment_id(db, name)
+    change = START + timedelta(hours=10, minutes=30)  # mid-hour: that hour holds users of both splits
+    expose(db, eid, "before", {"control": 500, "variation": 500}, START, 10.5)
+    change_weights(db, repo, name, {"control": 90, "variation": 10}, change)
+    expose(db, eid, "after", {"control": 900, "variation": 100}, change, 10)
+
+    srm = get_results(client, name)["srm"]
+    assert srm["observed"] == {"control": 900, "variation": 100}
+    assert srm["expected"] == {"control": pytest.approx(900), "variation": pytest.approx(100)}
+    assert srm["since"] == "2024-03-01T10:30:00.000Z"
+    assert srm["flagged"] is False and srm["p_value"] == pytest.approx(1.0)
+    # All 2,000 users against today's 90/10 (what the check used to do) is a false alarm:
+    assert sample_ratio_mismatch([1400, 600], [90, 10]).flagged
+
+
+def test_srm_after_a_weight_change_still_catches_a_broken_split(client, db, repo, make_experiment):
+    name = make_experiment((50, 50))
+    eid = experiment_id(db, name)
+    expose(db, eid, "before", {"control": 500, "variation": 500}, START, 5)
+    change_weights(db, repo, name, {"control": 70, "variation": 30}, START + timedelta(hours=5))
+    expose(db, eid, "after", {"control": 800, "variation": 200}, START + timedelta(hours=5), 5)
+    srm = get_results(client, name)["srm"]
+    reference = chisquare([800, 200], [700, 300])  # scipy, on the users since the change
+    assert srm["observed"] == {"control": 800, "variation": 200}
+    assert srm["statistic"] == pytest.approx(reference.statistic) and srm["p_value"] == pytest.approx(reference.pvalue)
+    assert srm["flagged"] is True
+
+
+def test_weights_rescaled_to_the_same_split_are_no_change(client, db, repo, make_experiment):
+    name = make_experiment((50, 50))
+    expose(db, experiment_id(db, name), "u", {"control": 100, "variation": 100}, START, 2)
+    change_weights(db, repo, name, {"control": 30, "variation": 30}, START + timedelta(hours=1))
+    srm = get_results(client, name)["srm"]
+    assert srm["since"] is None and srm["observed"] == {"control": 100, "variation": 100}
