@@ -60,6 +60,7 @@ class Config:
     sticky_store: str
     sticky_memory_users: int
     request_id_ttl_seconds: int
+    request_stats_retention_days: int
     mysql: MySQLSettings
     logstash_host: str
     logstash_port: int
@@ -112,6 +113,7 @@ def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Con
         sticky_store=get.choice("STICKY_STORE", STICKY_STORES),
         sticky_memory_users=get.count("STICKY_MEMORY_USERS"),
         request_id_ttl_seconds=get.int("REQUEST_ID_TTL_SECONDS"),
+        request_stats_retention_days=get.count("REQUEST_STATS_RETENTION_DAYS"),
         mysql=MySQLSettings(
             host=get.str("MYSQL_HOST"),
             port=get.int("MYSQL_PORT"),

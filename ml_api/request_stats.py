@@ -5,7 +5,9 @@ when they are read or written) and a daemon thread adds the sums to ``request_st
 experiment) every second, in one transaction. Rows are additive, so any number of workers
 and hosts write into the same rows, and the results query sums them with GROUP BY. A
 failed flush keeps its counts for the next one; counts recorded in the last second before
-a worker dies are lost (they are monitoring data, not the record).
+a worker dies are lost (they are monitoring data, not the record). Once an hour the
+flusher deletes per-minute rows older than REQUEST_STATS_RETENTION_DAYS (the guardrails
+read the last two minutes); ``request_totals`` keeps everything.
 
 Latency is kept as a histogram with fixed, log-spaced bucket bounds (4 per doubling, about
 19 % wide), so a percentile over any set of rows is computed from summed bucket counts:
@@ -14,14 +16,16 @@ LATENCY_BOUNDS_MS[k]], and the last bucket everything above 16.4 s.
 """
 
 import bisect
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 from ml_api.background import PeriodicTask
-from ml_api.db import Database
+from ml_api.db import Database, DatabaseUnavailable
 
+log = logging.getLogger(__name__)
 
 LATENCY_BOUNDS_MS: tuple[float, ...] = tuple(0.25 * 2 ** (k / 4) for k in range(65))
 OVERFLOW_BUCKET = len(LATENCY_BOUNDS_MS)
@@ -34,6 +38,11 @@ UPSERT_MINUTES = (
     "INSERT INTO request_stats (experiment_id, variant, minute, latency_bucket, requests, errors, fallbacks)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s)" + ADD_COUNTS
 )
+# Old per-minute rows, one variant at a time: a range of the primary key, in small batches
+# so that no delete holds many row locks while workers add their counts.
+PRUNE_MINUTES = "DELETE FROM request_stats WHERE experiment_id = %s AND variant = %s AND minute < %s LIMIT %s"
+PRUNE_BATCH_ROWS = 5000
+PRUNE_INTERVAL_SECONDS = 3600.0
 UPSERT_TOTALS = (
     "INSERT INTO request_totals (experiment_id, variant, latency_bucket, requests, errors, fallbacks)"
     " VALUES (%s, %s, %s, %s, %s, %s)" + ADD_COUNTS
@@ -75,9 +84,12 @@ def latency_percentile(bucket_counts: Mapping[int, int], quantile: float) -> flo
 class RequestStats:
     """The request counts of this worker not yet written to MySQL, and the thread that writes them."""
 
-    def __init__(self, db: Database, interval: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Database, interval: float = 1.0, clock: Callable[[], float] = time.time,
+                 retention_minutes: int = 0) -> None:
         self._db = db
         self._clock = clock
+        self._retention_minutes = retention_minutes  # 0: keep every per-minute row
+        self._next_prune = 0.0  # the first flush prunes
         self._pending: Counts = {}
         self._queued: deque[tuple[Key, bool, bool]] = deque()  # recorded, not yet added to _pending
         self._lock = threading.Lock()
@@ -106,6 +118,12 @@ class RequestStats:
 
     def flush(self) -> int:
         """Write pending counts in one transaction; on any failure they stay pending. Returns minute rows written."""
+        if self._retention_minutes and self._clock() >= self._next_prune:
+            self._next_prune = self._clock() + PRUNE_INTERVAL_SECONDS
+            try:
+                self.prune()
+            except DatabaseUnavailable:
+                log.warning("old request statistics not pruned: MySQL unavailable; next try in an hour")
         with self._lock:
             self._add_queued()
             batch, self._pending = self._pending, {}
@@ -127,6 +145,21 @@ class RequestStats:
                     _add(self._pending, key, counts)
             raise
         return len(batch)
+
+    def prune(self) -> int:
+        """Delete the per-minute rows older than the retention; returns how many."""
+        oldest_kept = int(self._clock() // 60) - self._retention_minutes
+        deleted = 0
+        with self._db.connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute("SELECT experiment_id, name FROM variants")
+            for experiment_id, variant in cursor.fetchall():
+                while True:
+                    cursor.execute(PRUNE_MINUTES, (experiment_id, variant, oldest_kept, PRUNE_BATCH_ROWS))
+                    deleted += cursor.rowcount
+                    if cursor.rowcount < PRUNE_BATCH_ROWS:
+                        break
+        return deleted
 
     def ensure_started(self) -> None:
         """Start the flushing thread in this process (after gunicorn's fork), once."""

@@ -73,7 +73,7 @@ def build_services(config: Config) -> Services:
             config.logstash_host, config.logstash_port, config.event_file, config.event_buffer_path,
             config.service_version,
         ),
-        request_stats=RequestStats(db),
+        request_stats=RequestStats(db, retention_minutes=config.request_stats_retention_days * 1440),
     )
 
 

@@ -9,6 +9,7 @@ import mysql.connector
 import numpy as np
 import pytest
 
+from ml_api import request_stats
 from ml_api.db import Database, DatabaseUnavailable
 from ml_api.request_stats import LATENCY_BOUNDS_MS, OVERFLOW_BUCKET, RequestStats, latency_bucket, latency_percentile
 from tests.conftest import free_port
@@ -140,3 +141,45 @@ def test_the_background_thread_flushes_on_its_own(db, make_experiment):
     while not rows(db, "request_totals", eid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert rows(db, "request_totals", eid) == [("variation", latency_bucket(12.0), 1, 0, 0)]
+
+
+def test_old_minute_rows_are_pruned_once_an_hour_and_the_totals_kept(db, make_experiment, monkeypatch):
+    monkeypatch.setattr(request_stats, "PRUNE_BATCH_ROWS", 2)  # several batches for one variant
+    eid = experiment_id(db, make_experiment())
+    for days_ago in (3, 2.5, 2, 1.5):  # four old minutes, past a one-day retention
+        old = RequestStats(db, clock=fixed_clock(MINUTE - int(days_ago * 1440)))
+        old.record(eid, "control", 5.0)
+        old.flush()
+    recent = RequestStats(db, clock=fixed_clock(MINUTE - 10))
+    recent.record(eid, "variation", 5.0)
+    recent.flush()
+
+    now = [MINUTE * 60 + 30.0]
+    pruner = RequestStats(db, clock=lambda: now[0], retention_minutes=1440)
+    pruner.record(eid, "control", 7.0)
+    pruner.flush()  # the first flush prunes
+    assert [row[:2] for row in rows(db, "request_stats", eid)] == [("control", MINUTE), ("variation", MINUTE - 10)]
+    totals: dict[str, int] = {}
+    for variant, _, requests, _, _ in rows(db, "request_totals", eid):
+        totals[variant] = totals.get(variant, 0) + requests
+    assert totals == {"control": 5, "variation": 1}  # what was pruned still counts in the totals
+
+    late = RequestStats(db, clock=fixed_clock(MINUTE - 2 * 1440))  # another worker's old minute
+    late.record(eid, "control", 5.0)
+    late.flush()
+    pruner.flush()  # within the hour: no prune
+    assert len(rows(db, "request_stats", eid)) == 3
+    now[0] += request_stats.PRUNE_INTERVAL_SECONDS
+    pruner.flush()
+    assert len(rows(db, "request_stats", eid)) == 2
+
+
+def test_retention_zero_keeps_every_row(db, make_experiment):
+    eid = experiment_id(db, make_experiment())
+    old = RequestStats(db, clock=fixed_clock(MINUTE - 100 * 1440))
+    old.record(eid, "control", 5.0)
+    old.flush()
+    keeper = RequestStats(db, clock=fixed_clock())
+    keeper.record(eid, "control", 5.0)
+    keeper.flush()
+    assert len(rows(db, "request_stats", eid)) == 2
