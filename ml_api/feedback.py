@@ -3,11 +3,10 @@
 import uuid
 from typing import Any
 
-import redis
 from flask import Blueprint, request
 
 from assigner import StoreUnavailable
-from assigner.store import unconfirmed
+from assigner.store import REDIS_ERRORS, unconfirmed
 from assigner.hashing import user_hash
 from ml_api.db import DatabaseUnavailable
 from ml_api.errors import ApiError
@@ -87,7 +86,7 @@ def resolve_user(svc: Services, req: FeedbackRequest) -> tuple[str, str]:
         return req.experiment, req.user_id
     try:
         found = svc.requests.resolve(req.request_id)
-    except redis.RedisError:
+    except REDIS_ERRORS:  # a cluster's own errors too
         raise ApiError(
             503, "cache_unavailable",
             "request ids cannot be resolved while Redis is away; send user_id and experiment instead",

@@ -2,9 +2,9 @@
 
 from typing import Any
 
-import redis
 from flask import Blueprint
 
+from assigner.store import REDIS_ERRORS
 from ml_api.catalog import DefinitionsUnavailable
 from ml_api.db import DatabaseUnavailable
 from ml_api.models import ModelRegistry
@@ -31,7 +31,7 @@ def ready() -> tuple[dict[str, Any], int]:
     try:
         svc.redis.ping()
         checks["redis"] = {"status": "ok"}
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:  # the cluster client's own errors are no RedisError
         checks["redis"] = {"status": "error", "error": str(exc)}
 
     try:

@@ -10,7 +10,7 @@ from assigner import AssignmentStore, RedisAssignmentStore
 from assigner.memory import StickyMemory
 from assigner.sharded_store import ShardedRedisAssignmentStore
 from ml_api.background import PeriodicTask, current_pid
-from ml_api.cache import RequestDirectory, create_redis
+from ml_api.cache import LazyClusterClient, RequestDirectory, create_redis
 from ml_api.catalog import ExperimentCatalog
 from ml_api.config import Config
 from ml_api.db import Database, DatabaseUnavailable
@@ -29,7 +29,7 @@ EXTENSION = "ml_api"
 class Services:
     config: Config
     db: Database
-    redis: "redis.Redis | redis.RedisCluster"
+    redis: "redis.Redis | LazyClusterClient"
     store: AssignmentStore  # the sticky store, its failures counted (metrics.InstrumentedStore)
     memory: StickyMemory | None  # confirmed assignments this worker answers without Redis
     requests: RequestDirectory  # its writer thread sends request ids to Redis
@@ -77,7 +77,7 @@ def build_services(config: Config) -> Services:
     )
 
 
-def create_store(config: Config, client: "redis.Redis | redis.RedisCluster") -> AssignmentStore:
+def create_store(config: Config, client: "redis.Redis | LazyClusterClient") -> AssignmentStore:
     """The sticky-store layout named by STICKY_STORE."""
     if config.sticky_store == "sharded":
         return ShardedRedisAssignmentStore(client, config.redis_key_prefix)

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from assigner import RedisAssignmentStore
+from assigner import RedisAssignmentStore, StoreUnavailable
 from assigner.sharded_store import ShardedRedisAssignmentStore
-from ml_api.cache import RequestDirectory, create_redis
+from ml_api.cache import LazyClusterClient, RequestDirectory, create_redis
 from ml_api.config import load_config
 from tests.integration.test_request_directory import (  # noqa: F401 - rerun here, ids spread over slots
     pauses,
@@ -112,11 +112,11 @@ def cluster_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def cluster_client(cluster_url: str) -> Iterator[redis.RedisCluster]:
+def cluster_client(cluster_url: str) -> Iterator[LazyClusterClient]:
     # A generous timeout: these tests are about semantics, on a machine that may be busy.
     settings = {"REDIS_URL": cluster_url, "REDIS_CLUSTER": "true", "REDIS_TIMEOUT_SECONDS": "2"}
     client = create_redis(load_config(settings))
-    assert isinstance(client, redis.RedisCluster)
+    assert isinstance(client, LazyClusterClient) and isinstance(client.client(), redis.RedisCluster)
     yield client
     client.close()
 
@@ -150,10 +150,10 @@ def test_sharded_store_spreads_users_over_every_master(cluster_client):
 
 
 def test_each_script_call_names_keys_of_one_slot(cluster_client):
-    """The claim and put scripts take exactly one key, so they never hit CROSSSLOT."""
+    """Every script takes exactly one key, so none can hit CROSSSLOT."""
     store = ShardedRedisAssignmentStore(cluster_client, "cluster-slots")
-    for name in ("CLAIM", "PUT"):
-        script = getattr(ShardedRedisAssignmentStore, name)
+    for script in (*(getattr(ShardedRedisAssignmentStore, name) for name in ("CLAIM", "PUT", "GET", "DOUBT")),
+                   RedisAssignmentStore.DOUBT):
         assert "KEYS[1]" in script and "KEYS[2]" not in script
     key, _ = store.locate(7, "u")
     assert cluster_client.keyslot(key) == cluster_client.cluster_keyslot(key)
@@ -184,3 +184,37 @@ def test_a_timed_out_claim_is_sent_once(store_class, cluster_url):
     store.claim(1, neighbour, "control")  # connected to that node, script cached
     assert_claim_sent_once_while_busy(store, redis.Redis(host=node.host, port=node.port))
     client.close()
+
+
+def test_a_worker_boots_and_answers_while_the_cluster_is_away(make_app, make_experiment):
+    """redis-py's cluster client connects when built; the gateway's waits for its first command."""
+    app = make_app(REDIS_URL=f"redis://127.0.0.1:{free_ports(1)[0]}/0", REDIS_CLUSTER="true")
+    client = app.test_client()
+    body = {"user_id": "u-away", "experiment": make_experiment(), "features": [5.1, 3.5, 1.4, 0.2]}
+    first, again = client.post("/predict", json=body), client.post("/predict", json=body)
+    assert first.status_code == again.status_code == 200
+    assert first.get_json()["variant"] == again.get_json()["variant"]  # MySQL answered both
+    ready = client.get("/ready")
+    assert ready.status_code == 503 and ready.get_json()["checks"]["redis"]["status"] == "error"
+    feedback = client.post("/feedback", json={"user_id": "u-away", "experiment": body["experiment"], "outcome": 1})
+    assert feedback.status_code == 202 and feedback.get_json()["variant"] == first.get_json()["variant"]
+
+
+def test_the_client_connects_once_the_cluster_is_back(cluster_url):
+    """Down at first, then reachable: attempts are spaced by retry_seconds, then commands go through."""
+    urls = [f"redis://127.0.0.1:{free_ports(1)[0]}/0"]
+    now = [100.0]
+    lazy = LazyClusterClient(lambda: redis.RedisCluster.from_url(urls[0], socket_timeout=2), retry_seconds=1.0,
+                             clock=lambda: now[0])
+    store = ShardedRedisAssignmentStore(lazy, "cluster-lazy")  # registers its scripts: no connection yet
+    for _ in range(2):
+        with pytest.raises(StoreUnavailable):
+            store.claim(1, "u", "control")
+    urls[0] = cluster_url  # the cluster is back ...
+    with pytest.raises(StoreUnavailable):
+        store.claim(1, "u", "control")  # ... but the next attempt is due a second after the last
+    now[0] += 1.0
+    assert store.claim(1, "u", "control") is None
+    assert store.claim(1, "u", "variation") == "control"
+    assert lazy.ping() is True
+    lazy.close()
