@@ -47,6 +47,7 @@ from ml_api.experiment_repo import ExperimentRepository
 from ml_api.models import load_model
 from ml_api.metrics import SAMPLES
 from ml_api.predict import observe
+from ml_api.services import stop_background
 from ml_api.validation import parse_predict
 from scripts.local_redis import free_port
 
@@ -404,8 +405,11 @@ def print_costs(stack: Stack) -> None:
     for text, call, repeat in steps:
         wall, cpu = per_call_us(call, repeat)
         print(f"  {text:<48}{wall:>9.0f}{cpu:>9.0f}")
+    # The private prefix and database are removed next: nothing may be written after that.
+    stop_background(svc)
+    svc.requests.flush()  # the last queued request id, which the stopped writer would have sent later
     svc.events.close()
-    # Its once-a-second flush thread outlives the private database, which is dropped next.
+    # A flush already running when its thread was stopped may still meet the dropped database.
     logging.getLogger("ml_api.request_stats").setLevel(logging.CRITICAL)
 
 
