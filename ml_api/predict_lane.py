@@ -64,6 +64,8 @@ class PredictLane:
         declared = environ.get("CONTENT_LENGTH") or ""
         if not (declared.isascii() and declared.isdigit()) or not is_json(environ.get("CONTENT_TYPE") or ""):
             return None
+        if len(declared) > len(str(self.max_body_bytes)):
+            return None  # over the limit, and maybe past int()'s 4,300-digit cap
         length = int(declared)
         return length if length <= self.max_body_bytes else None
 

@@ -79,6 +79,7 @@ def test_lane_and_flask_view_answer_alike(app, client, experiment, flask_calls, 
     ("POST", "/predict", "application/json", b"x" * 20_000, {}),  # 413 (MAX_BODY_BYTES 16384)
     # chunked, as gunicorn passes it on: no declared length, the stream ends with the body
     ("POST", "/predict", "application/json", b"{}", {"CONTENT_LENGTH": "", "wsgi.input_terminated": True}),
+    ("POST", "/predict", "application/json", b"{}", {"CONTENT_LENGTH": "9" * 5000}),  # no int() of that
 ])
 def test_everything_else_goes_on_to_flask(client, flask_calls, method, path, content_type, data, environ):
     response = client.open(path, method=method, content_type=content_type, data=data, environ_overrides=environ)
