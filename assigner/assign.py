@@ -33,12 +33,14 @@ from assigner.store import AssignmentStore, StoreUnavailable, unconfirmed
 class ExposureLedger(Protocol):
     """The durable record of first exposures (MySQL in production)."""
 
-    def record_first(self, experiment: Experiment, user_id: str, candidate: str) -> tuple[str, AssignmentSource]:
+    def record_first(self, experiment: Experiment, user_id: str, candidate: str,
+                     queued: bool = False) -> tuple[str, AssignmentSource]:
         """Record ``candidate`` as the user's first exposure unless one exists.
 
         Returns the variant on record and where it came from: ``MYSQL`` when the user
         already had one, ``NEW`` when ``candidate`` was recorded, ``HASH`` when the record
-        could not be checked (it is queued and checked later).
+        could not be checked (it is queued and checked later, unless ``queued`` says an
+        earlier request queued this candidate already: a guess cached unconfirmed).
         """
 
 
@@ -82,10 +84,11 @@ def _sticky(experiment: Experiment, user_id: str, store: AssignmentStore, ledger
     guess = unconfirmed(cached)
     if guess is None and cached is not None and cached in experiment.variant_names:
         return Assignment(cached, True, AssignmentSource.REDIS)
-    if guess in experiment.variant_names:
+    queued = guess in experiment.variant_names  # the request that made the guess queued it
+    if queued:
         candidate = guess  # what this user was answered while the ledger was away
 
-    variant, source = ledger.record_first(experiment, user_id, candidate)
+    variant, source = ledger.record_first(experiment, user_id, candidate, queued=queued)
     if source is AssignmentSource.HASH:
         if cached is None:  # the claim just cached the candidate: not the truth yet
             _correct_cache(store.doubt, experiment.id, user_id, candidate)

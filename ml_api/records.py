@@ -26,13 +26,6 @@ INSERT_LABEL = (
 )
 
 
-# First exposures one worker spooled while MySQL was away, so that a user's later
-# requests in the same outage (each asks MySQL again: assigner.assign, rule 7) queue no
-# duplicates. Bounded; emptied when MySQL answers. Only saves spool writes: a duplicate
-# record would be harmless (replays are idempotent), and the first one is on disk.
-SPOOLED_WHILE_AWAY_MAX = 100_000
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -43,17 +36,18 @@ class Recorder:
     def __init__(self, db: Database, spool: Spool) -> None:
         self._db = db
         self._spool = spool
-        self._spooled_while_away: dict[tuple[int, str, str], None] = {}
 
-    def record_first(self, experiment: Experiment, user_id: str, candidate: str) -> tuple[str, AssignmentSource]:
-        """Record ``candidate`` unless the user already has a first exposure; return the one on record."""
+    def record_first(self, experiment: Experiment, user_id: str, candidate: str,
+                     queued: bool = False) -> tuple[str, AssignmentSource]:
+        """Record ``candidate`` unless the user already has a first exposure; return the one on record.
+
+        With MySQL away the exposure goes to the spool, unless ``queued`` (an earlier request
+        spooled this guess already: its user's later requests ask MySQL again)."""
         assigned_at = _now()
         try:
             with self._db.connection() as conn:
                 cursor = conn.cursor()
                 cursor.execute(INSERT_EXPOSURE, (experiment.id, user_id, candidate, assigned_at))
-                if self._spooled_while_away:
-                    self._spooled_while_away.clear()  # MySQL is back: the spool delivers them
                 if cursor.rowcount == 1:
                     return candidate, AssignmentSource.NEW
                 cursor.execute(
@@ -62,13 +56,9 @@ class Recorder:
                 (variant,) = cursor.fetchone()
                 return variant, AssignmentSource.MYSQL
         except DatabaseUnavailable:
-            key = (experiment.id, user_id, candidate)
-            if key not in self._spooled_while_away:
+            if not queued:
                 self._spool.put("exposure", {"experiment_id": experiment.id, "user_id": user_id,
                                              "variant": candidate, "at": assigned_at.isoformat()})
-                if len(self._spooled_while_away) >= SPOOLED_WHILE_AWAY_MAX:
-                    self._spooled_while_away.clear()
-                self._spooled_while_away[key] = None
             return candidate, AssignmentSource.HASH
 
     def find_assignment(self, experiment_id: int, user_id: str) -> str | None:

@@ -81,7 +81,7 @@ def test_failed_delivery_keeps_the_batch(db, spool, experiment):
 def test_one_outage_spools_each_first_exposure_once(db, spool, experiment):
     """A guessed user's later requests ask MySQL again (assigner rule 7) but queue no duplicates."""
     down = Recorder(Database(dataclasses.replace(db.settings, port=1)), spool)
-    for _ in range(3):
-        assert down.record_first(experiment, "u-again", "control") == ("control", AssignmentSource.HASH)
+    for queued in (False, True, True):
+        assert down.record_first(experiment, "u-again", "control", queued=queued) == ("control", AssignmentSource.HASH)
     down.record_first(experiment, "u-other", "variation")
     assert spool.size() == 2

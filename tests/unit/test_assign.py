@@ -20,7 +20,7 @@ class MemoryLedger:
     def __init__(self):
         self.records = {}
 
-    def record_first(self, experiment, user_id, candidate):
+    def record_first(self, experiment, user_id, candidate, queued=False):
         key = (experiment.id, user_id)
         if key in self.records:
             return self.records[key], AssignmentSource.MYSQL
@@ -123,7 +123,7 @@ def test_raising_the_allocation_keeps_everyone_who_was_in(store, ledger):
 class DownLedger:
     """The durable record is away: the hash alone decides (not confirmed)."""
 
-    def record_first(self, experiment, user_id, candidate):
+    def record_first(self, experiment, user_id, candidate, queued=False):
         return candidate, AssignmentSource.HASH
 
 
@@ -198,9 +198,11 @@ class SwitchableLedger(MemoryLedger):
         super().__init__()
         self.away = False
         self.asked = 0
+        self.queued = []  # what each question said about the candidate being queued already
 
-    def record_first(self, experiment, user_id, candidate):
+    def record_first(self, experiment, user_id, candidate, queued=False):
         self.asked += 1
+        self.queued.append(queued)
         if self.away:
             return candidate, AssignmentSource.HASH
         return super().record_first(experiment, user_id, candidate)
@@ -216,6 +218,7 @@ def test_a_guess_after_a_flush_gives_way_to_the_older_record():
     assert store.get(1, "u1") == "?control"
     again = assign(experiment((100, 0)), "u1", store, ledger)  # still away: the same guess
     assert (again.variant, again.source) == ("control", AssignmentSource.HASH)
+    assert ledger.queued == [False, True]  # the guess is queued once, by the request that made it
 
     ledger.away = False
     back = assign(experiment((100, 0)), "u1", store, ledger)
