@@ -89,11 +89,11 @@ class RequestStats:
         self._db = db
         self._clock = clock
         self._retention_minutes = retention_minutes  # 0: keep every per-minute row
-        self._next_prune = 0.0  # the first flush prunes
+        self._next_prune = 0.0  # the thread's first run prunes
         self._pending: Counts = {}
         self._queued: deque[tuple[Key, bool, bool]] = deque()  # recorded, not yet added to _pending
         self._lock = threading.Lock()
-        self._flusher = PeriodicTask("request-stats-flusher", self.flush, interval)
+        self._flusher = PeriodicTask("request-stats-flusher", self.tick, interval)
 
     def record(self, experiment_id: int, variant: str, latency_ms: float, error: bool = False,
                fallback: bool = False) -> None:
@@ -116,14 +116,18 @@ class RequestStats:
             self._add_queued()
             return {key: list(counts) for key, counts in self._pending.items()}
 
-    def flush(self) -> int:
-        """Write pending counts in one transaction; on any failure they stay pending. Returns minute rows written."""
+    def tick(self) -> None:
+        """One run of the flusher thread: the hourly prune when it is due, then the flush."""
         if self._retention_minutes and self._clock() >= self._next_prune:
             self._next_prune = self._clock() + PRUNE_INTERVAL_SECONDS
             try:
                 self.prune()
             except DatabaseUnavailable:
                 log.warning("old request statistics not pruned: MySQL unavailable; next try in an hour")
+        self.flush()
+
+    def flush(self) -> int:
+        """Write pending counts in one transaction; on any failure they stay pending. Returns minute rows written."""
         with self._lock:
             self._add_queued()
             batch, self._pending = self._pending, {}

@@ -157,7 +157,7 @@ def test_old_minute_rows_are_pruned_once_an_hour_and_the_totals_kept(db, make_ex
     now = [MINUTE * 60 + 30.0]
     pruner = RequestStats(db, clock=lambda: now[0], retention_minutes=1440)
     pruner.record(eid, "control", 7.0)
-    pruner.flush()  # the first flush prunes
+    pruner.tick()  # the flusher thread's first run prunes
     assert [row[:2] for row in rows(db, "request_stats", eid)] == [("control", MINUTE), ("variation", MINUTE - 10)]
     totals: dict[str, int] = {}
     for variant, _, requests, _, _ in rows(db, "request_totals", eid):
@@ -167,10 +167,10 @@ def test_old_minute_rows_are_pruned_once_an_hour_and_the_totals_kept(db, make_ex
     late = RequestStats(db, clock=fixed_clock(MINUTE - 2 * 1440))  # another worker's old minute
     late.record(eid, "control", 5.0)
     late.flush()
-    pruner.flush()  # within the hour: no prune
+    pruner.tick()  # within the hour: no prune
     assert len(rows(db, "request_stats", eid)) == 3
     now[0] += request_stats.PRUNE_INTERVAL_SECONDS
-    pruner.flush()
+    pruner.tick()
     assert len(rows(db, "request_stats", eid)) == 2
 
 
@@ -181,5 +181,5 @@ def test_retention_zero_keeps_every_row(db, make_experiment):
     old.flush()
     keeper = RequestStats(db, clock=fixed_clock())
     keeper.record(eid, "control", 5.0)
-    keeper.flush()
+    keeper.tick()
     assert len(rows(db, "request_stats", eid)) == 2
