@@ -5,7 +5,7 @@ threads, worker class from api.env) and predicting through the same ``LoadedMode
 the difference to the gateway is the experiment logic (validation, definitions, sticky
 assignment, request ids, events, metrics) and how each meets HTTP: this endpoint goes
 through Flask's per-request machinery, the gateway's /predict through its lane ahead of
-Flask (``ml_api/predict_lane.py``), which the README's performance section accounts for.
+Flask (``ml_api/web/predict_lane.py``), which the README's performance section accounts for.
 
     gunicorn -c ml_api/gunicorn.conf.py 'bench.baseline_app:create_app("logreg")'
 """
@@ -16,7 +16,7 @@ from typing import Any
 from flask import Flask, request
 
 from ml_api.config import load_config
-from ml_api.models import load_model
+from ml_api.serving.models import load_model
 
 
 def create_app(model_name: str) -> Flask:

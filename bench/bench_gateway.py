@@ -35,20 +35,25 @@ import redis
 import requests
 from werkzeug.test import Client
 
-from assigner import Assignment, AssignmentSource, ExperimentStatus, RedisAssignmentStore
+from assigner import (
+    Assignment,
+    AssignmentSource,
+    ExperimentStatus,
+    RedisAssignmentStore,
+)
 from assigner.memory import StickyMemory
 from assigner.sharded_store import ShardedRedisAssignmentStore
 from bench.baseline_app import create_app as create_baseline
 from ml_api import create_app
 from ml_api.config import PROJECT_ROOT, Config, load_config
-from ml_api.db import Database, apply_schema
-from ml_api.definitions import VariantSpec
-from ml_api.experiment_repo import ExperimentRepository
-from ml_api.models import load_model
-from ml_api.metrics import SAMPLES
-from ml_api.predict import observe
-from ml_api.services import stop_background
-from ml_api.validation import parse_predict
+from ml_api.experiments.definitions import VariantSpec
+from ml_api.experiments.repository import ExperimentRepository
+from ml_api.infra.database import Database, apply_schema
+from ml_api.serving.models import load_model
+from ml_api.serving.predict import observe
+from ml_api.serving.requests import parse_predict
+from ml_api.telemetry import event_kinds
+from ml_api.telemetry.metrics import SAMPLES
 from scripts.local_redis import free_port
 
 MODELS = {"logreg": "LogisticRegression", "forest": "RandomForest"}
@@ -352,8 +357,8 @@ def print_costs(stack: Stack) -> None:
     sharded, keys = ShardedRedisAssignmentStore(svc.redis, prefix), RedisAssignmentStore(svc.redis, prefix)
     forest = load_model("forest", stack.config.model_dir, stack.config.model_files["forest"])
     logreg = load_model("logreg", stack.config.model_dir, stack.config.model_files["logreg"])
-    event = {"experiment.name": experiment.name, "experiment.variant": "control", "model.name": "logreg",
-             "prediction.label": "virginica", "prediction.probability": 0.9, "latency.total_ms": 1.0}
+    event = {"experiment": {"name": experiment.name, "variant": "control"}, "model": {"name": "logreg"},
+             "prediction": {"label": "virginica", "probability": 0.9}, "latency": {"total_ms": 1.0}}
 
     def every_100th(send: Callable[[], object]) -> Callable[[], bool]:
         calls = itertools.count(1)
@@ -367,7 +372,7 @@ def print_costs(stack: Stack) -> None:
         flush_ids()
 
     def one_event() -> None:  # queued on the request path; encoded and written 100 at a time
-        svc.events.emit("predict", event)
+        svc.events.emit(event_kinds.PREDICT, event)
         flush_events()
 
     def one_prediction_sampled() -> None:  # queued on the request path; written 100 at a time here
@@ -406,11 +411,9 @@ def print_costs(stack: Stack) -> None:
         wall, cpu = per_call_us(call, repeat)
         print(f"  {text:<48}{wall:>9.0f}{cpu:>9.0f}")
     # The private prefix and database are removed next: nothing may be written after that.
-    stop_background(svc)
-    svc.requests.flush()  # the last queued request id, which the stopped writer would have sent later
-    svc.events.close()
+    svc.stop()  # writes the last queued request ids, events and counts
     # A flush already running when its thread was stopped may still meet the dropped database.
-    logging.getLogger("ml_api.request_stats").setLevel(logging.CRITICAL)
+    logging.getLogger("ml_api.telemetry.request_stats").setLevel(logging.CRITICAL)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,13 +26,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ml_api.config import Config, MySQLSettings, load_config  # noqa: E402
-from ml_api.db import Database, apply_schema  # noqa: E402
-from ml_api.definitions import VariantSpec  # noqa: E402
-from ml_api.experiment_repo import ExperimentRepository  # noqa: E402
-from ml_api.request_stats import latency_bucket  # noqa: E402
-from ml_api.results_query import fetch_aggregates  # noqa: E402
-from ml_api.results import experiment_results  # noqa: E402
-from ml_api.results_report import build_results  # noqa: E402
+from ml_api.experiments.definitions import VariantSpec  # noqa: E402
+from ml_api.experiments.repository import ExperimentRepository  # noqa: E402
+from ml_api.infra.database import Database, apply_schema  # noqa: E402
+from ml_api.results.document import (
+    build_results,  # noqa: E402
+    experiment_results,  # noqa: E402
+)
+from ml_api.results.query import fetch_aggregates  # noqa: E402
+from ml_api.telemetry.request_stats import latency_bucket  # noqa: E402
 
 EXPERIMENT = "bench-results"
 START = datetime(2024, 1, 1)

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import redis
 
-from scripts.local_redis import local_redis
-
 from assigner import RedisAssignmentStore, bucket
 from assigner.sharded_store import DEFAULT_SHARDS, ShardedRedisAssignmentStore
+from scripts.local_redis import local_redis
 
 BATCH = 10_000
 EXPERIMENT_ID = 1

@@ -1,25 +1,46 @@
 """The experiment gateway: a Flask application factory served by gunicorn.
 
     gunicorn -c ml_api/gunicorn.conf.py 'ml_api:create_app()'
+
+A request's path: ``web`` (the predict lane or a Flask blueprint) parses the body and
+hands it to a request core in ``serving`` (``predict.answer``, ``feedback.record_feedback``),
+which finds the experiment in ``experiments`` (the catalog), assigns the user (``assigner``
+with the sticky store and the record), predicts with ``serving.models``, records through
+``experiments.records``, and emits its event through ``telemetry``. Errors are domain errors
+(``ml_api.errors``) that ``web.errors`` maps to a status in one table.
 """
 
 import os
 from collections.abc import Mapping
-from functools import partial
 
-from flask import Flask, Response
+from flask import Flask
 
-from ml_api import admin, docs, errors, experiments, feedback, health, metrics, predict, results, rollout_admin
 from ml_api.config import load_config
-from ml_api.json_provider import OrjsonProvider
-from ml_api.predict_lane import PredictLane
-from ml_api.request_events import emit_error_events
-from ml_api.rollout import rollout
-from ml_api.services import Services, build_services, init_app, start_background
+from ml_api.services import Services, build_services, init_app
+from ml_api.telemetry import event_kinds
+from ml_api.web import (
+    admin,
+    docs,
+    experiments,
+    feedback,
+    finish,
+    health,
+    metrics,
+    predict,
+    results,
+    rollout_admin,
+)
+from ml_api.web.json_provider import OrjsonProvider
+from ml_api.web.predict_lane import PredictLane
+
+BLUEPRINTS = (predict, feedback, experiments, health, admin, rollout_admin, metrics, results, docs)
 
 
 def create_app(overrides: Mapping[str, str] | None = None) -> Flask:
-    """Build the app from api.env, the environment, then ``overrides`` (tests)."""
+    """Build the app from api.env, the environment, then ``overrides`` (tests).
+
+    Its background threads are not started here: ``Services.start`` does that (gunicorn's
+    ``post_worker_init``), so building an app in a test or a script starts nothing."""
     config = load_config({**os.environ, **(overrides or {})})
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
@@ -27,33 +48,17 @@ def create_app(overrides: Mapping[str, str] | None = None) -> Flask:
     app.json.sort_keys = False
     svc = build_services(config)
     init_app(app, svc)
-    errors.init_app(app)
-    for module in (predict, feedback, experiments, health, admin, rollout_admin, metrics, results, docs):
+    finish.install(app, svc)
+    for module in BLUEPRINTS:
         app.register_blueprint(module.bp)
-    app.after_request(after_every_request)  # one hook: each one costs Flask a few microseconds per request
-    app.before_request(partial(start_background, svc))
-    with app.app_context():
-        mirror = rollout()
-    app.wsgi_app = PredictLane(app.wsgi_app, svc, mirror, app.json.encode_body)  # type: ignore[method-assign]
+    app.wsgi_app = PredictLane(app.wsgi_app, svc, app.json.encode_body)  # type: ignore[method-assign]
     report_model_errors(svc)
     return app
-
-
-def after_every_request(response: Response) -> Response:
-    """The request's Prometheus sample, and the error event of a failed /predict or /feedback."""
-    metrics.count_request(response)
-    if response.status_code >= 400:
-        emit_error_events(response)
-    return response
 
 
 def report_model_errors(svc: Services) -> None:
     """One error event per model that failed to load in this worker (e.g. after a reload)."""
     for name, error in svc.models.errors.items():
-        svc.events.emit("error", {
-            "event.outcome": "failure",
-            "model.name": name,
-            "model.version": svc.models.models[name].version if name in svc.models.models else None,
-            "error.type": "model_load_error",
-            "error.message": error,
-        })
+        model = svc.models.models.get(name)
+        svc.events.emit(event_kinds.ERROR, event_kinds.model_load_error_fields(
+            name, model.version if model else None, error))

@@ -1,54 +1,60 @@
-"""One JSON error envelope, ``{"error": ..., "detail": ...}``, for every failure."""
-
-import logging
-from typing import Any
-
-from flask import Blueprint, Flask, g
-from werkzeug.exceptions import HTTPException
-
-log = logging.getLogger(__name__)
-bp = Blueprint("errors", __name__)
-INTERNAL_ERROR = "internal_error", "the gateway failed to handle this request; it was logged"
+"""What can go wrong, in the domain's words: the errors the request core, the repositories and the
+CLI raise. None of them knows HTTP; ``ml_api.web.errors`` maps each to a status and an error code
+in one table, which the HTTP surface, the CLI and the report command all use.
+"""
 
 
-class ApiError(Exception):
-    """An error answer: an HTTP status, a short machine-readable code, a human detail.
-
-    ``event_fields`` holds what the view knew when it failed (experiment, variant), for the
-    request's error event (``request_events``)."""
-
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.error = error
-        self.detail = detail
-        self.event_fields: dict[str, Any] = {}
+class GatewayError(Exception):
+    """An error a caller can be told about; the message says what was wrong."""
 
 
-def error_body(error: str, detail: str) -> dict[str, str]:
-    return {"error": error, "detail": detail}
+class InvalidRequest(GatewayError):
+    """A request body or field was refused (missing, wrong type, out of range)."""
 
 
-@bp.app_errorhandler(ApiError)
-def handle_api_error(exc: ApiError):
-    g.error_event_fields = exc.event_fields
-    return error_body(exc.error, exc.detail), exc.status
+class InvalidJson(InvalidRequest):
+    """A body that is not JSON at all."""
 
 
-@bp.app_errorhandler(HTTPException)
-def handle_http_exception(exc: HTTPException):
-    code = (exc.name or "error").lower().replace(" ", "_")
-    detail = exc.description or exc.name
-    if exc.code == 413:
-        detail = "request body is larger than the limit (MAX_BODY_BYTES)"
-    return error_body(code, detail), exc.code
+class InvalidDefinition(GatewayError, ValueError):
+    """An experiment definition or change was refused; the message says why."""
 
 
-@bp.app_errorhandler(Exception)
-def handle_unexpected(exc: Exception):
-    log.exception("unhandled error")
-    return error_body(*INTERNAL_ERROR), 500
+class UnknownExperiment(GatewayError, LookupError):
+    """No experiment has that name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no experiment named {name!r}")
+        self.name = name
 
 
-def init_app(app: Flask) -> None:
-    app.register_blueprint(bp)
+class NotAssigned(GatewayError, LookupError):
+    """An outcome for a user who was never exposed in the experiment."""
+
+
+class UnknownRequest(GatewayError, LookupError):
+    """A request id that was never issued, or has expired."""
+
+
+class DependencyUnavailable(GatewayError):
+    """Something the answer needs is away right now; retrying later may succeed."""
+
+
+class DatabaseUnavailable(DependencyUnavailable):
+    """MySQL could not be reached or failed mid-statement."""
+
+
+class DefinitionsUnavailable(DependencyUnavailable):
+    """No experiment definitions were ever loaded and MySQL cannot be reached."""
+
+
+class ModelUnavailable(DependencyUnavailable):
+    """No model could answer: the variant's failed and so did the control's fallback."""
+
+
+class RequestIdsUnavailable(DependencyUnavailable):
+    """Request ids live in Redis, which is away."""
+
+
+class AssignmentUnknowable(DependencyUnavailable):
+    """Neither MySQL nor Redis can tell a user's variant right now."""

@@ -9,7 +9,7 @@ import os
 import shutil
 
 # prometheus_client picks multiprocess mode when first imported, and importing ml_api.config
-# imports it (through the ml_api package) here in the master: the variable must exist before.
+# imports the ml_api package, which imports it, here in the master: the variable must exist before.
 # Its value, read when a worker writes its first sample, is set just below.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "")
 
@@ -50,36 +50,24 @@ def child_exit(server, worker) -> None:
 
 
 def post_worker_init(worker) -> None:
-    """Before the worker serves: start its rollout thread, and take what it loaded out of the GC's sight.
+    """Before the worker serves: start its background threads, and take what it loaded out of the GC's sight.
 
     The app, its models and every imported module are about 160,000 objects that live as
     long as the worker. Python's full collection walks them all, holding the GIL (every
-    request thread of the worker) for 100 ms and more; the queued events and samples of a
-    few thousand requests set one off. Frozen, they are never walked again, and a full
+    request thread of the worker) while it does; the queued events and samples of a few
+    thousand requests set one off. Frozen, they are never walked again, and a full
     collection only looks at what came after (the usual pre-fork server practice)."""
-    from ml_api.rollout import of_worker
+    from ml_api.services import of_app
 
-    if rollout := of_worker(worker.wsgi):
-        rollout.start()
+    if services := of_app(worker.wsgi):
+        services.start()
     gc.collect()  # nothing collectable ends up frozen
     gc.freeze()
 
 
 def worker_exit(server, worker) -> None:
-    """Before a worker goes away: queued events to the disk buffer, request counts to MySQL."""
-    from ml_api.metrics import SAMPLES
-    from ml_api.rollout import of_worker
+    """Before a worker goes away: its threads end, and what they hold goes to disk, Redis and MySQL."""
+    from ml_api.services import of_app
 
-    app = getattr(worker, "wsgi", None)
-    if rollout := of_worker(app):
-        rollout.close()  # first: its last shadow predictions still emit events
-    extensions = getattr(app, "extensions", {})
-    if "ml_api" in extensions:
-        services = extensions["ml_api"]
-        services.events.close()
-        services.requests.flush()
-        SAMPLES.apply()  # the last second's Prometheus samples
-        try:
-            services.request_stats.flush()
-        except Exception:  # MySQL away: these are metrics, the records themselves are spooled
-            server.log.warning("worker %s: last request counts not written", worker.pid)
+    if services := of_app(getattr(worker, "wsgi", None)):
+        services.stop()

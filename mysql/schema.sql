@@ -143,7 +143,7 @@ CREATE TRIGGER IF NOT EXISTS outcomes_sum_per_user AFTER INSERT ON outcomes FOR 
 -- guardrails, one row per latency bucket: bucket 0 holds latencies up to 0.25 ms,
 -- bucket k (1..64) those in (0.25 * 2^((k-1)/4), 0.25 * 2^(k/4)] ms, bucket 65 all above
 -- 16.4 s, so a percentile over any rows comes from their summed bucket counts. Every
--- worker adds its counts every second (ml_api/request_stats.py).
+-- worker adds its counts every second (ml_api/telemetry/request_stats.py).
 CREATE TABLE IF NOT EXISTS request_stats (
     experiment_id  INT UNSIGNED NOT NULL,
     variant        VARCHAR(64)  NOT NULL,

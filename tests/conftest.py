@@ -21,13 +21,12 @@ import pytest
 import redis
 import requests
 
+from assigner import ExperimentStatus
 from ml_api import create_app
 from ml_api.config import PROJECT_ROOT, Config, load_config
-from ml_api.db import Database, apply_schema
-from ml_api.definitions import VariantSpec
-from ml_api.experiment_repo import ExperimentRepository
-from ml_api.services import stop_background
-from assigner import ExperimentStatus
+from ml_api.experiments.definitions import VariantSpec
+from ml_api.experiments.repository import ExperimentRepository
+from ml_api.infra.database import Database, apply_schema
 from scripts.local_redis import free_port, local_redis
 from scripts.train_models import train
 
@@ -151,10 +150,7 @@ def make_app(overrides: dict[str, str]):
 
     yield make
     for app in apps:
-        svc = app.extensions["ml_api"]
-        stop_background(svc)
-        svc.events.close()
-        svc.db.close()
+        app.extensions["ml_api"].stop()
 
 
 @pytest.fixture

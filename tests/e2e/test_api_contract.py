@@ -4,7 +4,7 @@ Every answer must be no 5xx, have a documented status code and content type, and
 the documented schema. Generation is bounded (MAX_EXAMPLES per operation and generation
 mode, a per-request deadline), so the file runs in about a minute.
 
-The document is loaded from ``ml_api/openapi.json`` at collection, giving one test per
+The document is loaded from ``ml_api/web/openapi.json`` at collection, giving one test per
 operation (tests/integration/test_openapi.py checks that the gateway serves exactly that
 file). One gunicorn serves the whole module: the fixtures here are module-scoped versions
 of the conftest ones, with a database of their own (the run creates experiments under
@@ -34,10 +34,10 @@ from schemathesis.specs.openapi.checks import (
 
 from assigner import ExperimentStatus
 from ml_api.config import Config, load_config
-from ml_api.db import Database
-from ml_api.definitions import VariantSpec
-from ml_api.docs import DOCUMENT_PATH
-from ml_api.experiment_repo import ExperimentRepository
+from ml_api.experiments.definitions import VariantSpec
+from ml_api.experiments.repository import ExperimentRepository
+from ml_api.infra.database import Database
+from ml_api.web.docs import DOCUMENT_PATH
 from tests.conftest import Gateway, isolated_settings, private_database, start_gateway
 
 MAX_EXAMPLES = 30

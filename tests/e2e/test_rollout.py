@@ -21,9 +21,9 @@ import requests
 from scipy.stats import binomtest
 
 from assigner import bucket, choose_variant
-from ml_api.definitions import VariantSpec
-from ml_api.experiment_repo import ExperimentRepository
-from ml_api.rollout_shadow import is_mirrored
+from ml_api.experiments.definitions import VariantSpec
+from ml_api.experiments.repository import ExperimentRepository
+from ml_api.rollout.shadow import is_mirrored
 from tests.conftest import Gateway, start_gateway
 from tests.model_doubles import FailingModel, SlowModel, with_models
 

@@ -6,7 +6,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Actor": "alice"}
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "logstash" / "event.schema.json").read_text())

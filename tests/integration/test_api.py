@@ -40,7 +40,7 @@ def test_predict_answers_with_variant_model_and_prediction(client, experiment):
 
 
 def test_default_experiment_is_used_when_none_is_named(client, repo, config):
-    from ml_api.cli import DEMO_VARIANTS
+    from ml_api.cli.main import DEMO_VARIANTS
 
     if config.default_experiment not in repo.all():
         repo.create(config.default_experiment, DEMO_VARIANTS, actor="test", status="running")

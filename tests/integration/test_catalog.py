@@ -4,8 +4,9 @@ import dataclasses
 
 import pytest
 
-from ml_api.catalog import DefinitionsUnavailable, ExperimentCatalog
-from ml_api.db import Database
+from ml_api.errors import DefinitionsUnavailable
+from ml_api.experiments.catalog import ExperimentCatalog
+from ml_api.infra.database import Database
 
 
 class FakeClock:

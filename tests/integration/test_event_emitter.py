@@ -11,9 +11,9 @@ import threading
 import numpy as np
 import pytest
 
-from ml_api import events
-from ml_api.events import EventEmitter, FileDestination
-from ml_api.spool import Spool
+from ml_api.infra.spool import Spool
+from ml_api.telemetry import events
+from ml_api.telemetry.events import EventEmitter, FileDestination
 
 
 @pytest.fixture
@@ -40,7 +40,8 @@ def written(out_dir) -> list[dict]:
 
 def test_events_go_straight_to_the_destination_without_touching_the_buffer(emitter, out_dir, buffer):
     for n in range(300):
-        emitter.emit("predict", {"experiment.name": "exp", "http.request.id": f"r{n}", "user.id": None})
+        emitter.emit("predict", {"experiment": {"name": "exp"}, "http": {"request": {"id": f"r{n}"}},
+                                 "user": {"id": None}})
     emitter.flush()
     lines = written(out_dir)
     assert [e["http"]["request"]["id"] for e in lines] == [f"r{n}" for n in range(300)]
@@ -53,8 +54,8 @@ def test_events_go_straight_to_the_destination_without_touching_the_buffer(emitt
 
 
 def test_numpy_values_are_written_as_json_numbers(emitter, out_dir):
-    emitter.emit("predict", {"prediction.probability": np.float64(0.25), "prediction.count": np.int64(3),
-                             "experiment.fallback": np.bool_(False)})
+    emitter.emit("predict", {"prediction": {"probability": np.float64(0.25), "count": np.int64(3)},
+                             "experiment": {"fallback": np.bool_(False)}})
     emitter.flush()
     (event,) = written(out_dir)
     assert event["prediction"] == {"probability": 0.25, "count": 3}
@@ -64,12 +65,12 @@ def test_numpy_values_are_written_as_json_numbers(emitter, out_dir):
 def test_a_failing_destination_fills_the_buffer_and_everything_arrives_once_after(emitter, out_dir, buffer):
     shutil.rmtree(out_dir)  # the destination fails from now on
     for n in range(50):
-        emitter.emit("predict", {"http.request.id": f"down-{n}"})
+        emitter.emit("predict", {"http": {"request": {"id": f"down-{n}"}}})
     emitter.flush()
     assert buffer.size() == 50 and written(out_dir) == []
     out_dir.mkdir()  # back: new events wait behind the buffer for a moment, then all go
     for n in range(10):
-        emitter.emit("predict", {"http.request.id": f"up-{n}"})
+        emitter.emit("predict", {"http": {"request": {"id": f"up-{n}"}}})
     emitter.flush()
     ids = [e["http"]["request"]["id"] for e in written(out_dir)]
     assert sorted(ids) == sorted([f"down-{n}" for n in range(50)] + [f"up-{n}" for n in range(10)])
@@ -78,16 +79,16 @@ def test_a_failing_destination_fills_the_buffer_and_everything_arrives_once_afte
 
 def test_a_full_queue_keeps_events_on_disk(emitter, out_dir, buffer, monkeypatch):
     monkeypatch.setattr(events, "QUEUE_LIMIT", 5)
-    monkeypatch.setattr(emitter, "_ensure_started", lambda: None)  # the shipper thread is stuck
     for n in range(8):
-        emitter.emit("predict", {"http.request.id": f"r{n}"})
+        emitter.emit("predict", {"http": {"request": {"id": f"r{n}"}}})
     assert buffer.size() == 3
     emitter.flush()
     assert sorted(e["http"]["request"]["id"] for e in written(out_dir)) == [f"r{n}" for n in range(8)]
 
 
 def test_the_shipper_thread_sends_without_being_asked(emitter, out_dir):
-    emitter.emit("predict", {"http.request.id": "by-thread"})
+    emitter.start()
+    emitter.emit("predict", {"http": {"request": {"id": "by-thread"}}})
     done = threading.Event()
     for _ in range(100):
         if written(out_dir):
@@ -104,7 +105,8 @@ def test_workers_appending_to_one_file_never_interleave_lines(out_dir, tmp_path)
 
     def work(worker: EventEmitter, number: int) -> None:
         for n in range(200):
-            worker.emit("predict", {"error.message": long_text, "http.request.id": f"w{number}-{n}"})
+            worker.emit("predict", {"error": {"message": long_text},
+                                    "http": {"request": {"id": f"w{number}-{n}"}}})
             if n % 50 == 49:
                 worker.flush()
 

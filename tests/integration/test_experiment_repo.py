@@ -3,7 +3,8 @@
 import pytest
 
 from assigner import ExperimentStatus
-from ml_api.definitions import InvalidDefinition, VariantSpec
+from ml_api.errors import InvalidDefinition
+from ml_api.experiments.definitions import VariantSpec
 
 
 def test_create_and_read_back(repo, make_experiment):

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from ml_api.config import PROJECT_ROOT
-from ml_api.definitions import VariantSpec
+from ml_api.experiments.definitions import VariantSpec
 from tests.model_doubles import FailingModel, SlowModel
 
 IRIS = [5.1, 3.5, 1.4, 0.2]

@@ -11,7 +11,7 @@ import schemathesis
 from jsonschema import Draft202012Validator
 from werkzeug.routing import Rule
 
-from ml_api.docs import DOCUMENT_PATH, document
+from ml_api.web.docs import DOCUMENT_PATH, document
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 # <converter(arguments):name> or <name>, as in werkzeug rules.

@@ -114,7 +114,7 @@ def test_an_unexpected_failure_is_a_500_envelope(app, client, experiment, monkey
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(app.extensions["ml_api"].catalog, "get", broken)
+    monkeypatch.setattr(app.extensions["ml_api"].catalog, "require", broken)
     response = client.post("/predict", json={"user_id": "u-500", "experiment": experiment, "features": IRIS})
     assert response.status_code == 500
     assert response.get_json()["error"] == "internal_error"

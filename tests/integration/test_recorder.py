@@ -7,9 +7,9 @@ import uuid
 import pytest
 
 from assigner import AssignmentSource
-from ml_api.db import Database
-from ml_api.records import Recorder
-from ml_api.spool import Spool
+from ml_api.experiments.records import Recorder
+from ml_api.infra.database import Database
+from ml_api.infra.spool import Spool
 
 
 @pytest.fixture

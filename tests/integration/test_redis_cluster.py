@@ -1,6 +1,6 @@
 """Both sticky stores on a real three-master Redis Cluster, started on loopback ports.
 
-The cluster client is built by ``ml_api.cache.create_redis`` with ``REDIS_CLUSTER=true``,
+The cluster client is built by ``ml_api.infra.redis_client.create_redis`` with ``REDIS_CLUSTER=true``,
 as the gateway builds it, and the store contract of ``test_sharded_store.py`` runs on it.
 """
 
@@ -18,8 +18,9 @@ import redis
 
 from assigner import RedisAssignmentStore, StoreUnavailable
 from assigner.sharded_store import ShardedRedisAssignmentStore
-from ml_api.cache import LazyClusterClient, RequestDirectory, create_redis
 from ml_api.config import load_config
+from ml_api.infra.redis_client import LazyClusterClient, create_redis
+from ml_api.infra.request_ids import RequestDirectory
 from tests.integration.test_request_directory import (  # noqa: F401 - rerun here, ids spread over slots
     pauses,
     test_a_queued_id_reaches_redis_only_with_the_batch,
@@ -175,7 +176,7 @@ def sticky_key(store: object, experiment_id: int, user_id: str) -> str:
 @pytest.mark.parametrize("store_class", list(STORES.values()), ids=list(STORES))
 def test_a_timed_out_claim_is_sent_once(store_class, cluster_url):
     """A claim that timed out may still run; sent again, it would read its own write as a
-    cache hit and the exposure would never reach MySQL (see ``ml_api.cache.create_redis``)."""
+    cache hit and the exposure would never reach MySQL (see ``ml_api.infra.redis_client.create_redis``)."""
     settings = {"REDIS_URL": cluster_url, "REDIS_CLUSTER": "true", "REDIS_TIMEOUT_SECONDS": "0.1"}
     client = create_redis(load_config(settings))
     store = store_class(client, "cluster-timeout")

@@ -12,10 +12,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ml_api import cache
-from ml_api.cache import RESOLVE_PAUSES, WINDOW_MS, RequestDirectory
-from ml_api.metrics import DEPENDENCY_ERRORS
-from ml_api.validation import REQUEST_ID_PATTERN
+from ml_api.infra import request_ids
+from ml_api.infra.request_ids import RESOLVE_PAUSES, WINDOW_MS, RequestDirectory
+from ml_api.serving.requests import REQUEST_ID_PATTERN
+from ml_api.telemetry.metrics import DEPENDENCY_ERRORS
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def other_worker(directory: RequestDirectory) -> RequestDirectory:
 def pauses(monkeypatch) -> list[float]:
     """The pauses ``resolve`` takes, recorded instead of slept."""
     taken: list[float] = []
-    monkeypatch.setattr(cache.time, "sleep", taken.append)
+    monkeypatch.setattr(request_ids.time, "sleep", taken.append)
     return taken
 
 

@@ -2,16 +2,22 @@
 
 import threading
 import time
-
 from dataclasses import replace
 
 import mysql.connector
 import numpy as np
 import pytest
 
-from ml_api import request_stats
-from ml_api.db import Database, DatabaseUnavailable
-from ml_api.request_stats import LATENCY_BOUNDS_MS, OVERFLOW_BUCKET, RequestStats, latency_bucket, latency_percentile
+from ml_api.errors import DatabaseUnavailable
+from ml_api.infra.database import Database
+from ml_api.telemetry import request_stats
+from ml_api.telemetry.request_stats import (
+    LATENCY_BOUNDS_MS,
+    OVERFLOW_BUCKET,
+    RequestStats,
+    latency_bucket,
+    latency_percentile,
+)
 from tests.conftest import free_port
 
 MINUTE = 28_500_000  # a fixed minute (Unix time DIV 60) in 2024
@@ -133,8 +139,8 @@ def test_the_background_thread_flushes_on_its_own(db, make_experiment):
     eid = experiment_id(db, make_experiment())
     stats = RequestStats(db, interval=0.05, clock=fixed_clock())
     before = flusher_threads()
-    stats.ensure_started()
-    stats.ensure_started()
+    stats.start()
+    stats.start()
     assert flusher_threads() == before + 1
     stats.record(eid, "variation", 12.0)
     deadline = time.monotonic() + 5

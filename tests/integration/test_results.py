@@ -13,9 +13,14 @@ from datetime import datetime, timedelta
 import pytest
 from scipy.stats import chisquare
 
-from experiment_stats import MeanSummary, compare_proportions, sample_ratio_mismatch, welch_t_test
-from ml_api.db import Database
-from ml_api.request_stats import RequestStats
+from experiment_stats import (
+    MeanSummary,
+    compare_proportions,
+    sample_ratio_mismatch,
+    welch_t_test,
+)
+from ml_api.infra.database import Database
+from ml_api.telemetry.request_stats import RequestStats
 
 START = datetime(2024, 3, 1)  # naive UTC, like the gateway's writes
 

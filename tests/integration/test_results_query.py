@@ -5,9 +5,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from ml_api.records import Recorder
-from ml_api.results_query import bucket_seconds, fetch_aggregates
-from ml_api.spool import Spool
+from ml_api.experiments.records import Recorder
+from ml_api.infra.spool import Spool
+from ml_api.results.query import bucket_seconds, fetch_aggregates
 
 T0 = datetime(2024, 5, 1, 12, 0)
 

@@ -5,8 +5,8 @@ import os
 import subprocess
 import sys
 
+from ml_api.cli.report import main
 from ml_api.config import PROJECT_ROOT
-from ml_api.report import main
 from tests.integration.test_results import get_results, record_requests, seed
 
 

@@ -17,14 +17,14 @@ import pytest
 
 from assigner import ExperimentStatus
 from ml_api import cli
-from ml_api.db import Database
-from ml_api.definitions import VariantSpec
-from ml_api.experiment_repo import ExperimentRepository
-from ml_api.records import Recorder
-from ml_api.request_stats import RequestStats
-from ml_api.rollout_changes import RolloutRepository
-from ml_api.rollout_guardrails import Breach
-from ml_api.spool import Spool
+from ml_api.experiments.definitions import VariantSpec
+from ml_api.experiments.records import Recorder
+from ml_api.experiments.repository import ExperimentRepository
+from ml_api.infra.database import Database
+from ml_api.infra.spool import Spool
+from ml_api.rollout.changes import RolloutRepository
+from ml_api.rollout.guardrails import Breach
+from ml_api.telemetry.request_stats import RequestStats
 from tests.model_doubles import FailingModel, SlowModel, with_models
 
 TOKEN = "rollout-admin-token"
@@ -48,7 +48,7 @@ def client(rollout_app):
 
 @pytest.fixture
 def rollout(rollout_app):
-    return rollout_app.extensions["rollout"]
+    return rollout_app.extensions["ml_api"].rollout
 
 
 def create(app, weights=(50, 50), models=("logreg", "forest"), **kwargs) -> str:

@@ -14,8 +14,8 @@ from redis.retry import Retry
 
 from assigner import RedisAssignmentStore, StoreUnavailable
 from assigner.sharded_store import FIELD_BYTES, ShardedRedisAssignmentStore
-from ml_api.cache import create_redis
 from ml_api.config import load_config
+from ml_api.infra.redis_client import create_redis
 
 STORES = {"keys": RedisAssignmentStore, "sharded": ShardedRedisAssignmentStore}
 

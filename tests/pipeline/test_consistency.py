@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from ml_api import elastic
+from ml_api.telemetry import elastic
+
 from . import logstash_config
 from .project import ROOT, leaf_fields
 
@@ -245,7 +246,7 @@ def test_gateway_jobs_run_the_project_image(compose, name) -> None:
 
 def test_schema_constants_match_the_gateway(event_schema) -> None:
     from assigner.domain import AssignmentSource
-    from ml_api import events
+    from ml_api.telemetry import events
 
     properties = event_schema["properties"]
     assert properties["event"]["properties"]["dataset"]["const"] == events.DATASET

@@ -1,4 +1,4 @@
-"""`python -m ml_api.elastic`: settings, idempotent setup and exposure reconciliation, on fakes."""
+"""`python -m ml_api.telemetry.elastic`: settings, idempotent setup and exposure reconciliation, on fakes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ml_api import elastic
+from ml_api.telemetry import elastic
 
 
 class FakeElasticsearch:

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from ml_api import elastic
+from ml_api.telemetry import elastic
+
 from .project import leaf_fields
 
 ELASTICSEARCH_URL = os.environ.get("ELASTICSEARCH_URL")

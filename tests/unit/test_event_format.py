@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from ml_api.events import nest, timestamp
+from ml_api.telemetry.events import timestamp, without_none
 
 
 def reference(at: float) -> str:
@@ -25,32 +25,25 @@ def test_timestamp_matches_datetime_for_random_times_in_and_out_of_order():
     assert [timestamp(at) for at in times] == [reference(at) for at in times]
 
 
-def test_nest_builds_objects_and_drops_missing_values():
-    flat = {"@timestamp": "t", "event.action": "predict", "http.request.id": "r", "http.request.method": "POST",
-            "http.response.status_code": 200, "user.id": None, "error.type": None}
-    assert nest(flat) == {
-        "@timestamp": "t",
-        "event": {"action": "predict"},
-        "http": {"request": {"id": "r", "method": "POST"}, "response": {"status_code": 200}},
-    }
-
-
-def test_nest_takes_groups_given_nested_and_merges_them_with_dotted_keys():
-    latency = {"model_ms": 0.3, "total_ms": 0.5}
-    fields = {"event.action": "predict", "event": {"outcome": "success"}, "latency": latency,
-              "http.request.id": "r", "user": {"hash": "h", "id": None}}
-    assert nest(fields) == {
-        "event": {"action": "predict", "outcome": "success"},
-        "latency": {"model_ms": 0.3, "total_ms": 0.5},
+def test_unknown_values_and_the_groups_they_empty_are_left_out_at_any_depth():
+    fields = {"event": {"outcome": "success"}, "http": {"request": {"id": "r", "method": None}},
+              "user": {"hash": "h", "id": None}, "error": {"type": None, "message": None}, "model": None}
+    assert without_none(fields) == {
+        "event": {"outcome": "success"},
         "http": {"request": {"id": "r"}},
-        "user": {"hash": "h", "id": None},  # a nested group is taken as it is
+        "user": {"hash": "h"},
     }
-    assert latency == {"model_ms": 0.3, "total_ms": 0.5}  # the caller's objects are not changed
 
 
-def test_dotted_keys_after_a_nested_group_do_not_change_the_callers_group():
-    http = {"request": {"id": "r"}}
-    assert nest({"http": http, "http.response.status_code": 200, "http.request.method": "POST"}) == {
-        "http": {"request": {"id": "r", "method": "POST"}, "response": {"status_code": 200}},
-    }
-    assert http == {"request": {"id": "r"}}
+def test_the_callers_objects_are_not_changed():
+    user = {"hash": "h", "id": None}
+    fields = {"user": user, "latency": {"total_ms": 0.5}}
+    kept = without_none(fields)
+    assert user == {"hash": "h", "id": None} and fields["user"] is user
+    assert kept["latency"] == {"total_ms": 0.5}
+
+
+def test_false_zero_and_empty_text_are_values_not_unknowns():
+    fields = {"experiment": {"in_experiment": False, "fallback": False}, "feedback": {"outcome": 0.0},
+              "error": {"message": ""}}
+    assert without_none(fields) == fields

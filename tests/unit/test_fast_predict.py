@@ -8,8 +8,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 
-from ml_api.fast_predict import single_row_proba
-from ml_api.models import LoadedModel
+from ml_api.serving.fast_predict import single_row_proba
+from ml_api.serving.models import LoadedModel
 from scripts.train_models import DEMO_MODELS, SEED
 
 

@@ -9,7 +9,7 @@ from datetime import date, datetime, timezone
 import pytest
 from flask import Flask
 
-from ml_api.json_provider import OrjsonProvider
+from ml_api.web.json_provider import OrjsonProvider
 
 
 @dataclasses.dataclass

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ml_api.models import ModelError, ModelRegistry, resolve_model_path
+from ml_api.serving.models import ModelError, ModelRegistry, resolve_model_path
 
 
 @pytest.mark.parametrize("name", ["../secrets.joblib", "../../etc/passwd", "/etc/passwd", "sub/../../x.joblib", "."])

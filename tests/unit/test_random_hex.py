@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from ml_api.random_hex import RandomHex
+from ml_api.infra.random_hex import RandomHex
 
 
 def test_ids_are_hex_of_the_asked_length_and_unique_across_many_batches():

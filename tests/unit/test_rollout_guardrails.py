@@ -2,9 +2,17 @@
 
 import pytest
 
-from ml_api.request_stats import latency_bucket
-from ml_api.results_query import RequestSums
-from ml_api.rollout_guardrails import DEFAULT_MIN_REQUESTS, Breach, first_breach, observed, window_start
+from ml_api.rollout.guardrails import (
+    DEFAULT_MIN_REQUESTS,
+    DEFAULT_THRESHOLDS,
+    Breach,
+    check_variant,
+    effective_thresholds,
+    first_breach,
+    observed,
+    window_start,
+)
+from ml_api.telemetry.request_stats import RequestSums, latency_bucket
 
 
 def sums(requests: int, errors: int = 0, fallbacks: int = 0, latency_ms: float = 10.0,
@@ -45,9 +53,24 @@ def test_min_requests_defaults_to_the_results_default():
     assert first_breach(thresholds, {"v": sums(DEFAULT_MIN_REQUESTS, errors=50)}, "control") is not None
 
 
-def test_only_thresholds_the_experiment_sets_are_enforced():
-    window = {"variation": sums(1000, errors=900, fallbacks=900, slow=900)}
-    assert first_breach({"min_requests": 10, "mde": 0.1}, window, "control") is None
+def test_thresholds_the_experiment_does_not_set_take_the_defaults():
+    window = {"variation": sums(1000, errors=40, fallbacks=60, slow=40)}  # 4 % errors, 6 % fallbacks, fast p95
+    assert first_breach({"min_requests": 10, "mde": 0.1}, window, "control") == Breach(
+        "max_fallback_rate", "variation", 0.06, DEFAULT_THRESHOLDS["max_fallback_rate"], 1000)
+    assert first_breach({"max_fallback_rate": 0.1}, window, "control") is None, "a set threshold wins"
+
+
+def test_one_evaluation_lists_every_breach_and_the_engine_reports_the_first():
+    thresholds = effective_thresholds({"max_p95_latency_ms": 100})
+    check = check_variant(thresholds, "variation", sums(300, errors=30, fallbacks=30, slow=100))
+    assert check.evaluated
+    assert [b.guardrail for b in check.breaches] == ["max_error_rate", "max_fallback_rate", "max_p95_latency_ms"]
+    assert first_breach({"max_p95_latency_ms": 100}, {"variation": check.sums}, "control") == check.breaches[0]
+
+
+def test_a_variant_without_requests_is_never_evaluated_even_with_min_requests_zero():
+    check = check_variant(effective_thresholds({"min_requests": 0}), "variation", sums(0))
+    assert not check.evaluated and check.breaches == []
 
 
 def test_p95_latency_comes_from_the_summed_histogram():

@@ -2,8 +2,14 @@
 
 import pytest
 
-from ml_api.definitions import InvalidDefinition
-from ml_api.rollout_ramp import RampStep, is_due, parse_ramp, seconds_until_next, steps_from_json
+from ml_api.errors import InvalidDefinition
+from ml_api.rollout.ramp import (
+    RampStep,
+    is_due,
+    parse_ramp,
+    seconds_until_next,
+    steps_from_json,
+)
 
 STEPS = (RampStep(0.05, 3600), RampStep(0.25, 1800), RampStep(0.5, 60), RampStep(1.0, 0))
 

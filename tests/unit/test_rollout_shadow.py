@@ -10,9 +10,9 @@ from scipy.stats import binomtest, chi2_contingency
 
 from assigner import in_traffic, traffic_bucket
 from assigner.hashing import shadow_bucket
-from ml_api import metrics
-from ml_api.models import LoadedModel, ModelError
-from ml_api.rollout_shadow import ShadowJob, ShadowMirror, is_mirrored
+from ml_api.rollout.shadow import ShadowJob, ShadowMirror, is_mirrored
+from ml_api.serving.models import LoadedModel, ModelError
+from ml_api.telemetry import metrics
 from tests.model_doubles import FailingModel, SlowModel
 
 SALT = "a1b2c3d4e5f60718"
@@ -118,11 +118,11 @@ def test_each_shadow_prediction_leaves_an_event_and_a_row(model, agrees, error):
     assert mirror.submit(job(model))
     assert mirror.wait_idle(5)
     (action, fields), = events.emitted
-    assert action == "shadow_predict" and fields["shadow.agrees"] is agrees
-    assert fields["shadow.served_label"] == "setosa" and fields["model.name"] == model
-    assert (error is None) == (fields["error.message"] is None)
+    assert action == "shadow_predict" and fields["shadow"]["agrees"] is agrees
+    assert fields["shadow"]["served_label"] == "setosa" and fields["model"]["name"] == model
+    assert (error is None) == (fields["error"]["message"] is None)
     if error:
-        assert error in fields["error.message"] and fields["event.outcome"] == "failure"
+        assert error in fields["error"]["message"] and fields["event"]["outcome"] == "failure"
     db = RecordingDb()
     assert mirror.flush(db) == 1 and mirror.flush(db) == 0
     (row,) = db.rows

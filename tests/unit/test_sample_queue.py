@@ -5,7 +5,7 @@ import random
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from ml_api.metrics import LATENCY_BUCKETS, SampleQueue
+from ml_api.telemetry.metrics import LATENCY_BUCKETS, SampleQueue
 
 
 def metrics(registry: CollectorRegistry, name: str) -> tuple[Counter, Histogram]:

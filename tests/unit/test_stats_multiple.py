@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from experiment_stats import compare_proportions, compare_to_control, holm_adjust, msprt_two_proportions
+from experiment_stats import (
+    compare_proportions,
+    compare_to_control,
+    holm_adjust,
+    msprt_two_proportions,
+)
 
 
 @pytest.fixture

@@ -1,0 +1,140 @@
+"""Experiments from the command line; every change lands in the change history.
+
+    python -m ml_api.cli list
+    python -m ml_api.cli create checkout-model --variant control:logreg:70 --variant variation:forest:30 --start
+    python -m ml_api.cli set-weights checkout-model control=50 variation=50
+    python -m ml_api.cli set-traffic checkout-model 0.2
+    python -m ml_api.cli start|pause|stop checkout-model
+    python -m ml_api.cli force checkout-model user-42 variation
+    python -m ml_api.cli unforce checkout-model user-42
+    python -m ml_api.cli history checkout-model
+    python -m ml_api.cli rollout|shadow|unshadow|ramp|unramp|guardrails ...   # see ml_api/cli/rollout.py
+    python -m ml_api.cli init-db          # apply the schema, seed the default experiment
+    python -m ml_api.cli shell-env        # settings as shell assignments, for scripts
+"""
+
+import argparse
+import getpass
+import json
+import os
+import shlex
+from collections.abc import Sequence
+
+from assigner import ExperimentStatus
+from ml_api.cli import rollout as rollout_cli
+from ml_api.cli.failure import report_failure
+from ml_api.config import Config, load_config, read_settings
+from ml_api.errors import GatewayError
+from ml_api.experiments.definitions import VariantSpec, describe
+from ml_api.experiments.repository import ExperimentRepository
+from ml_api.infra.database import Database, apply_schema
+
+DEMO_VARIANTS = [VariantSpec("control", 50, "logreg"), VariantSpec("variation", 50, "forest")]
+
+
+def parse_variant(text: str) -> VariantSpec:
+    """``name:model:weight`` from the command line."""
+    try:
+        name, model, weight = text.split(":")
+        return VariantSpec(name, float(weight), model)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected name:model:weight, got {text!r}") from None
+
+
+def parse_weight(text: str) -> tuple[str, float]:
+    try:
+        name, weight = text.split("=")
+        return name, float(weight)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected variant=weight, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ml_api.cli", description="Manage experiments.")
+    parser.add_argument("--actor", default=f"cli:{getpass.getuser()}", help="who makes the change (history)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("init-db", help="apply mysql/schema.sql and seed the default experiment")
+    sub.add_parser("shell-env", help="print every setting as a shell assignment")
+    sub.add_parser("list", help="list experiments")
+    for command in ("show", "history", "start", "pause", "stop"):
+        sub.add_parser(command).add_argument("name")
+    create = sub.add_parser("create", help="create an experiment (draft unless --start)")
+    create.add_argument("name")
+    create.add_argument("--variant", type=parse_variant, action="append", required=True, help="name:model:weight")
+    create.add_argument("--default", help="default variant (the first one if omitted)")
+    create.add_argument("--traffic", type=float, default=1.0, help="share of users in the experiment, 0..1")
+    create.add_argument("--start", action="store_true", help="start it right away")
+    weights = sub.add_parser("set-weights")
+    weights.add_argument("name")
+    weights.add_argument("weights", type=parse_weight, nargs="+", help="variant=weight ...")
+    traffic = sub.add_parser("set-traffic")
+    traffic.add_argument("name")
+    traffic.add_argument("allocation", type=float)
+    force = sub.add_parser("force", help="force a user's variant (QA); excluded from statistics")
+    force.add_argument("name")
+    force.add_argument("user_id")
+    force.add_argument("variant")
+    unforce = sub.add_parser("unforce")
+    unforce.add_argument("name")
+    unforce.add_argument("user_id")
+    rollout_cli.add_commands(sub)
+    return parser
+
+
+def init_db(config: Config) -> None:
+    """Apply the schema and create the default experiment when it does not exist."""
+    db = Database(config.mysql)
+    with db.connection() as conn:
+        apply_schema(conn)
+    repo = ExperimentRepository(db, config.model_files)
+    if config.default_experiment not in repo.all():
+        repo.create(config.default_experiment, DEMO_VARIANTS, actor="init-db", status=ExperimentStatus.RUNNING)
+        print(f"created experiment {config.default_experiment!r} (control: logreg, variation: forest, 50/50)")
+    print(f"schema applied to {config.mysql.database} on {config.mysql.host}:{config.mysql.port}")
+
+
+def run(args: argparse.Namespace, config: Config) -> object:
+    repo = ExperimentRepository(Database(config.mysql), config.model_files)
+    actor = args.actor
+    match args.command:
+        case "list":
+            return [describe(e) | {"salt": "<hidden>"} for e in sorted(repo.all().values(), key=lambda e: e.name)]
+        case "show":
+            return describe(repo.get(args.name))
+        case "history":
+            return repo.history(args.name)
+        case "create":
+            status = ExperimentStatus.RUNNING if args.start else ExperimentStatus.DRAFT
+            return describe(repo.create(args.name, args.variant, actor, args.default, args.traffic, status=status))
+        case "start" | "pause" | "stop":
+            status = {"start": "running", "pause": "paused", "stop": "stopped"}[args.command]
+            return describe(repo.set_status(args.name, status, actor))
+        case "set-weights":
+            return describe(repo.set_weights(args.name, dict(args.weights), actor))
+        case "set-traffic":
+            return describe(repo.set_traffic_allocation(args.name, args.allocation, actor))
+        case "force":
+            return describe(repo.force_variant(args.name, args.user_id, args.variant, actor))
+        case "unforce":
+            return describe(repo.clear_override(args.name, args.user_id, actor))
+        case command if command in rollout_cli.COMMANDS:
+            return rollout_cli.run(args, repo, config)
+    raise AssertionError(args.command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "shell-env":
+        for key, value in read_settings(os.environ).items():
+            print(f"{key}={shlex.quote(value)}")
+        return 0
+    config = load_config(os.environ)
+    try:
+        if args.command == "init-db":
+            init_db(config)
+            return 0
+        print(json.dumps(run(args, config), indent=2, default=str))
+        return 0
+    except GatewayError as exc:  # unknown experiment, refused definition, MySQL away
+        return report_failure(exc)
+

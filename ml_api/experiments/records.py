@@ -1,0 +1,138 @@
+"""Writing exposures and outcomes to MySQL, through the spool when MySQL is away."""
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from assigner import AssignmentSource, Experiment
+from ml_api.errors import DatabaseUnavailable
+from ml_api.infra.database import Database
+from ml_api.infra.spool import Record, Spool
+
+log = logging.getLogger(__name__)
+
+INSERT_EXPOSURE = (
+    "INSERT INTO assignments (experiment_id, user_id, variant, assigned_at) VALUES (%s, %s, %s, %s)"
+    # A no-op update: the first writer wins, and rowcount tells whether we were first.
+    " ON DUPLICATE KEY UPDATE experiment_id = experiment_id"
+)
+INSERT_OUTCOME = (
+    "INSERT INTO outcomes (feedback_id, experiment_id, user_id, variant, request_id, value, recorded_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE feedback_id = feedback_id"
+)
+# The true label sent with an outcome (optional), for the accuracy of served and shadow models.
+INSERT_LABEL = (
+    "INSERT INTO feedback_labels (feedback_id, experiment_id, request_id, label, recorded_at)"
+    " VALUES (%s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE feedback_id = feedback_id"
+)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Recorder:
+    """The durable record of first exposures (the assigner's ledger) and of outcomes."""
+
+    def __init__(self, db: Database, spool: Spool) -> None:
+        self._db = db
+        self._spool = spool
+
+    def record_first(self, experiment: Experiment, user_id: str, candidate: str,
+                     queued: bool = False) -> tuple[str, AssignmentSource]:
+        """Record ``candidate`` unless the user already has a first exposure; return the one on record.
+
+        With MySQL away the exposure goes to the spool, unless ``queued`` (an earlier request
+        spooled this guess already: its user's later requests ask MySQL again)."""
+        assigned_at = _now()
+        try:
+            with self._db.connection() as conn:
+                cursor = conn.cursor()
+                cursor.execute(INSERT_EXPOSURE, (experiment.id, user_id, candidate, assigned_at))
+                if cursor.rowcount == 1:
+                    return candidate, AssignmentSource.NEW
+                cursor.execute(
+                    "SELECT variant FROM assignments WHERE experiment_id = %s AND user_id = %s", (experiment.id, user_id)
+                )
+                (variant,) = cursor.fetchone()
+                return variant, AssignmentSource.MYSQL
+        except DatabaseUnavailable:
+            if not queued:
+                self._spool.put("exposure", {"experiment_id": experiment.id, "user_id": user_id,
+                                             "variant": candidate, "at": assigned_at.isoformat()})
+            return candidate, AssignmentSource.HASH
+
+    def find_assignment(self, experiment_id: int, user_id: str) -> str | None:
+        """The variant of the user's first exposure, or None if the user was never exposed."""
+        with self._db.connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute(
+                "SELECT variant FROM assignments WHERE experiment_id = %s AND user_id = %s", (experiment_id, user_id)
+            )
+            row = cursor.fetchone()
+        return row[0] if row else None
+
+    def record_outcome(self, outcome: dict[str, Any]) -> bool:
+        """Store one outcome; spool it when MySQL is away. True when it went straight to MySQL."""
+        outcome = {**outcome, "at": _now().isoformat()}
+        try:
+            with self._db.connection() as conn:
+                conn.cursor().execute(INSERT_OUTCOME, _outcome_row(outcome))
+                if outcome.get("label") is not None:  # after the outcome; a replay of both is a no-op
+                    conn.cursor().execute(INSERT_LABEL, _label_row(outcome))
+            return True
+        except DatabaseUnavailable:
+            self._spool.put("outcome", outcome)
+            return False
+
+    def write_spooled(self, records: list[Record]) -> None:
+        """Deliver a batch from the spool in one transaction (idempotent on replay)."""
+        exposures = [
+            (p["experiment_id"], p["user_id"], p["variant"], datetime.fromisoformat(p["at"]))
+            for kind, p in records
+            if kind == "exposure"
+        ]
+        outcomes = [_outcome_row(p) for kind, p in records if kind == "outcome"]
+        labels = [_label_row(p) for kind, p in records if kind == "outcome" and p.get("label") is not None]
+        with self._db.transaction() as conn:
+            cursor = conn.cursor()
+            # Exposures first: an outcome in the same batch refers to them.
+            for row in exposures:
+                cursor.execute(INSERT_EXPOSURE, row)
+            for row in outcomes:
+                cursor.execute(INSERT_OUTCOME, row)
+            for row in labels:
+                cursor.execute(INSERT_LABEL, row)
+
+    def variant_counts(self, experiment_id: int) -> dict[str, dict[str, int]]:
+        """Users exposed and outcomes recorded, per variant."""
+        counts: dict[str, dict[str, int]] = {}
+        with self._db.connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute(
+                "SELECT variant, COUNT(*) FROM assignments WHERE experiment_id = %s GROUP BY variant", (experiment_id,)
+            )
+            for variant, users in cursor.fetchall():
+                counts.setdefault(variant, {"users": 0, "outcomes": 0})["users"] = int(users)
+            cursor.execute(
+                "SELECT variant, COUNT(*) FROM outcomes WHERE experiment_id = %s GROUP BY variant", (experiment_id,)
+            )
+            for variant, outcomes in cursor.fetchall():
+                counts.setdefault(variant, {"users": 0, "outcomes": 0})["outcomes"] = int(outcomes)
+        return counts
+
+
+def _outcome_row(p: dict[str, Any]) -> tuple:
+    return (
+        p["feedback_id"],
+        p["experiment_id"],
+        p["user_id"],
+        p["variant"],
+        p.get("request_id"),
+        float(p["value"]),
+        datetime.fromisoformat(p["at"]),
+    )
+
+
+def _label_row(p: dict[str, Any]) -> tuple:
+    return (p["feedback_id"], p["experiment_id"], p.get("request_id"), p["label"], datetime.fromisoformat(p["at"]))

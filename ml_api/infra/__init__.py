@@ -1,0 +1,1 @@
+"""Infrastructure: the MySQL pool, Redis clients, the local disk queue, background threads."""

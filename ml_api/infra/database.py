@@ -1,0 +1,138 @@
+"""MySQL connections: a small pool per worker process, connections opened on first use.
+
+Connections are opened lazily (never at import time, never before gunicorn forks), a
+caller waits for a free one instead of failing, and a connection that failed is thrown
+away, so a MySQL restart heals without restarting the gateway.
+"""
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import mysql.connector
+from mysql.connector.abstracts import MySQLConnectionAbstract
+
+from ml_api.config import PROJECT_ROOT, MySQLSettings
+from ml_api.errors import DatabaseUnavailable
+from ml_api.telemetry.metrics import DEPENDENCY_ERRORS
+
+SCHEMA_FILE = PROJECT_ROOT / "mysql" / "schema.sql"
+CONNECT_TIMEOUT_SECONDS = 2
+# An idle connection older than this is pinged before use (MySQL may have dropped it).
+PING_AFTER_IDLE_SECONDS = 30
+# After a failure, calls fail fast for this long instead of each waiting for a timeout.
+RETRY_AFTER_SECONDS = 1.0
+# Errors that mean "MySQL is not there (right now)", as opposed to a bug in a statement.
+UNAVAILABLE = (mysql.connector.errors.OperationalError, mysql.connector.errors.InterfaceError)
+
+
+class Database:
+    def __init__(self, settings: MySQLSettings) -> None:
+        self.settings = settings
+        self._idle: queue.LifoQueue[tuple[MySQLConnectionAbstract, float]] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(settings.pool_size)
+        self._down_until = 0.0
+
+    def _connect(self) -> MySQLConnectionAbstract:
+        s = self.settings
+        return mysql.connector.connect(
+            host=s.host, port=s.port, user=s.user, password=s.password, database=s.database,
+            connection_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True,
+            charset="utf8mb4", collation="utf8mb4_bin", time_zone="+00:00",
+        )
+
+    def _checkout(self) -> MySQLConnectionAbstract:
+        try:
+            conn, idle_since = self._idle.get_nowait()
+        except queue.Empty:
+            return self._connect()
+        if time.monotonic() - idle_since > PING_AFTER_IDLE_SECONDS:
+            conn.ping(reconnect=True, attempts=1)
+        return conn
+
+    @contextmanager
+    def connection(self) -> Iterator[MySQLConnectionAbstract]:
+        """A connection in autocommit mode; unavailability becomes DatabaseUnavailable.
+
+        After a failure, calls fail at once for RETRY_AFTER_SECONDS (a circuit breaker), so
+        an unreachable MySQL costs requests nothing while the spool takes their records.
+        """
+        if time.monotonic() < self._down_until:
+            raise DatabaseUnavailable("MySQL failed recently; retrying shortly")
+        if not self._slots.acquire(timeout=CONNECT_TIMEOUT_SECONDS):
+            raise DatabaseUnavailable(f"all {self.settings.pool_size} MySQL connections are busy")
+        conn = None
+        healthy = False
+        try:
+            conn = self._checkout()
+            yield conn
+            healthy = True
+        except UNAVAILABLE as exc:
+            self._down_until = time.monotonic() + RETRY_AFTER_SECONDS
+            DEPENDENCY_ERRORS.labels("mysql").inc()
+            raise DatabaseUnavailable(str(exc)) from exc
+        except mysql.connector.Error:
+            healthy = True  # a statement failed; the connection itself is fine
+            raise
+        finally:
+            self._checkin(conn, healthy)
+            self._slots.release()
+
+    def _checkin(self, conn: MySQLConnectionAbstract | None, healthy: bool) -> None:
+        if conn is None:
+            return
+        if healthy and not conn.in_transaction:
+            self._idle.put((conn, time.monotonic()))
+            return
+        try:
+            conn.close()
+        except mysql.connector.Error:
+            pass  # it was broken already; dropping it is all we wanted
+
+    @contextmanager
+    def transaction(self) -> Iterator[MySQLConnectionAbstract]:
+        """A connection inside one transaction, committed on success, rolled back on error."""
+        with self.connection() as conn:
+            conn.start_transaction()
+            try:
+                yield conn
+            except BaseException:
+                try:
+                    conn.rollback()
+                except mysql.connector.Error:
+                    pass  # the connection is gone; MySQL rolls the transaction back itself
+                raise
+            conn.commit()
+
+    def ping(self) -> None:
+        """Raise DatabaseUnavailable unless a trivial query succeeds."""
+        with self.connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+
+    def close(self) -> None:
+        """Close the idle connections (tests, worker shutdown)."""
+        while True:
+            try:
+                conn, _ = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            self._checkin(conn, healthy=False)
+
+
+def schema_statements(path: Path = SCHEMA_FILE) -> list[str]:
+    """The statements of the schema file, comments removed."""
+    lines = [line for line in path.read_text().splitlines() if not line.strip().startswith("--")]
+    return [statement.strip() for statement in "\n".join(lines).split(";") if statement.strip()]
+
+
+def apply_schema(conn: MySQLConnectionAbstract) -> None:
+    """Apply the (idempotent) schema on an open connection."""
+    cursor = conn.cursor()
+    for statement in schema_statements():
+        cursor.execute(statement)
+    cursor.close()

@@ -1,0 +1,1 @@
+"""Results: the experiment's record summed up in SQL, and the statistics document built from it."""

@@ -1,0 +1,1 @@
+"""Safe rollouts: shadow traffic, canary ramps and guardrails, and the engine that runs them."""

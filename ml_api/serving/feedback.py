@@ -1,0 +1,89 @@
+"""The request core of /feedback: an outcome recorded against the variant of the user's first exposure.
+
+Like ``serving.predict`` it knows no HTTP: it takes the parsed body and returns the answer,
+or raises a domain error (unknown request id, a user never assigned, dependencies away).
+"""
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from assigner import StoreUnavailable
+from assigner.store import REDIS_ERRORS, unconfirmed
+from ml_api.errors import (
+    AssignmentUnknowable,
+    DatabaseUnavailable,
+    NotAssigned,
+    RequestIdsUnavailable,
+    UnknownRequest,
+)
+from ml_api.serving.requests import FeedbackRequest, parse_feedback
+from ml_api.telemetry import event_kinds
+
+if TYPE_CHECKING:
+    from ml_api.services import Services
+
+
+def record_feedback(svc: "Services", body: dict[str, Any]) -> dict[str, Any]:
+    """Record an outcome against the variant the user was first assigned; the 202 answer's body."""
+    req = parse_feedback(body, svc.config.default_experiment, svc.config.max_user_id_length)
+    experiment_name, user_id = resolve_user(svc, req)
+    experiment = svc.catalog.require(experiment_name)
+    variant = assigned_variant(svc, experiment.id, user_id)
+    if variant is None:
+        raise NotAssigned(
+            f"user {user_id!r} was never assigned in experiment {experiment.name!r} "
+            "(outside its traffic allocation, forced, or never sent to /predict)"
+        )
+    feedback_id = uuid.uuid4().hex
+    svc.recorder.record_outcome({
+        "feedback_id": feedback_id,
+        "experiment_id": experiment.id,
+        "user_id": user_id,
+        "variant": variant,
+        "request_id": req.request_id,
+        "value": req.outcome,
+        "label": req.label,
+    })
+    svc.events.emit(event_kinds.FEEDBACK, event_kinds.feedback_fields(
+        feedback_id, experiment.name, variant, event_kinds.user_fields(user_id, svc.config.log_raw_user_id),
+        req.outcome,
+    ))
+    return {
+        "feedback_id": feedback_id,
+        "experiment": experiment.name,
+        "variant": variant,
+        "outcome": req.outcome,
+        "status": "accepted",
+    }
+
+
+def assigned_variant(svc: "Services", experiment_id: int, user_id: str) -> str | None:
+    """The variant of the user's first exposure: MySQL's record, else the sticky cache.
+
+    With MySQL away the cache answers, and the outcome waits in the spool; with both
+    away nobody can tell the user's variant, so the caller is asked to retry.
+    """
+    try:
+        return svc.recorder.find_assignment(experiment_id, user_id)
+    except DatabaseUnavailable:
+        pass
+    try:
+        cached = svc.store.get(experiment_id, user_id)
+    except StoreUnavailable:
+        raise AssignmentUnknowable(
+            "neither MySQL nor Redis can tell this user's variant right now; retry shortly") from None
+    return unconfirmed(cached) or cached  # a guess made while MySQL was away is all there is
+
+
+def resolve_user(svc: "Services", req: FeedbackRequest) -> tuple[str, str]:
+    """``(experiment, user_id)`` from the request id (kept in Redis) or from the body."""
+    if req.request_id is None:
+        return req.experiment, req.user_id
+    try:
+        found = svc.requests.resolve(req.request_id)
+    except REDIS_ERRORS:  # a cluster's own errors too
+        raise RequestIdsUnavailable(
+            "request ids cannot be resolved while Redis is away; send user_id and experiment instead") from None
+    if found is None:
+        raise UnknownRequest(f"request_id {req.request_id} is unknown or has expired")
+    return found

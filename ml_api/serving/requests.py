@@ -1,0 +1,130 @@
+"""The requests the gateway accepts: bodies parsed and validated into typed requests.
+
+Every refusal is an ``InvalidRequest`` whose message says what was wrong (the web layer
+answers it with 400). Nothing here knows HTTP.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ml_api.errors import InvalidRequest
+
+REQUEST_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+MAX_FEATURES = 1024
+# scikit-learn's trees compute in float32, so no larger magnitude can be predicted; the
+# bound also keeps linear models' sums finite (no NaN probabilities in the answer).
+MAX_ABS_FEATURE = 3.4028234663852886e38
+# Outcomes are summed and squared in MySQL DOUBLEs for the statistics; this keeps them finite.
+MAX_ABS_OUTCOME = 1e12
+MAX_LABEL_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    user_id: str
+    experiment: str
+    features: list[float]
+
+
+@dataclass(frozen=True)
+class FeedbackRequest:
+    outcome: float
+    request_id: str | None = None
+    user_id: str | None = None
+    experiment: str | None = None
+    label: str | None = None
+
+
+def text_field(body: dict[str, Any], name: str, max_length: int, required: bool = True, why: str = "") -> str | None:
+    """The body's ``name``: absent (None, or 400 when required), else a checked text."""
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise InvalidRequest(f"{name} is required{why}")
+        return None
+    return checked_text(name, value, max_length)
+
+
+def checked_text(name: str, value: Any, max_length: int) -> str:
+    """A non-blank string of at most ``max_length`` characters that is valid UTF-8 (body or path)."""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise InvalidRequest(f"{name} must not be empty")
+    if len(value) > max_length:
+        raise InvalidRequest(f"{name} must be at most {max_length} characters, got {len(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{name} is not valid Unicode text (lone surrogate)") from None
+    return value
+
+
+def parse_features(body: dict[str, Any]) -> list[float]:
+    features = body.get("features")
+    if features is None:
+        raise InvalidRequest("features is required: a list of numbers")
+    if not isinstance(features, list) or not features:
+        raise InvalidRequest("features must be a non-empty list of numbers")
+    if len(features) > MAX_FEATURES:
+        raise InvalidRequest(f"features may hold at most {MAX_FEATURES} numbers")
+    for index, value in enumerate(features):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidRequest(f"features[{index}] must be a number, got {json.dumps(value)[:50]}")
+        # A range check rather than math.isfinite, which overflows on a huge JSON integer.
+        if not -MAX_ABS_FEATURE <= value <= MAX_ABS_FEATURE:
+            raise InvalidRequest(f"features[{index}] must be finite and at most {MAX_ABS_FEATURE:.4g} in magnitude, "
+                              f"got {json.dumps(value)[:50]}")
+    return [float(v) for v in features]
+
+
+def parse_predict(body: dict[str, Any], default_experiment: str, max_user_id_length: int) -> PredictRequest:
+    """Validate a /predict body; stickiness needs a user id, so it is required."""
+    user_id = text_field(
+        body, "user_id", max_user_id_length,
+        why=": assignment is sticky per user, so every prediction needs the user id it is for",
+    )
+    experiment = text_field(body, "experiment", 64, required=False) or default_experiment
+    return PredictRequest(user_id=user_id, experiment=experiment, features=parse_features(body))
+
+
+def parse_feedback(body: dict[str, Any], default_experiment: str, max_user_id_length: int) -> FeedbackRequest:
+    """Validate a /feedback body: an outcome and either a request id or a user id (+ experiment)."""
+    outcome = body.get("outcome")
+    if outcome is None:
+        raise InvalidRequest("outcome is required: true/false or a number")
+    if not isinstance(outcome, (bool, int, float)) or not -MAX_ABS_OUTCOME <= outcome <= MAX_ABS_OUTCOME:
+        raise InvalidRequest(f"outcome must be true/false or a finite number of magnitude at most {MAX_ABS_OUTCOME:g}, "
+                          f"got {json.dumps(outcome)[:50]}")
+    label = parse_label(body)
+    request_id = body.get("request_id")
+    if request_id is not None:
+        if not isinstance(request_id, str) or not REQUEST_ID_PATTERN.fullmatch(request_id):
+            raise InvalidRequest("request_id must be the 32 hex characters returned by /predict")
+        return FeedbackRequest(outcome=float(outcome), request_id=request_id, label=label)
+    user_id = text_field(body, "user_id", max_user_id_length, required=False)
+    if user_id is None:
+        raise InvalidRequest("give either request_id, or user_id (and experiment, default DEFAULT_EXPERIMENT)")
+    experiment = text_field(body, "experiment", 64, required=False) or default_experiment
+    return FeedbackRequest(outcome=float(outcome), user_id=user_id, experiment=experiment, label=label)
+
+
+def parse_label(body: dict[str, Any]) -> str | None:
+    """The optional true ``label`` of the predicted request (a class name or a number), as text."""
+    label = body.get("label")
+    if label is None:
+        return None
+    if isinstance(label, str):
+        return text_field(body, "label", MAX_LABEL_LENGTH)
+    if isinstance(label, bool) or not isinstance(label, (int, float)) or not -MAX_ABS_FEATURE <= label <= MAX_ABS_FEATURE:
+        raise InvalidRequest(f"label must be a string or a finite number, got {json.dumps(label)[:50]}")
+    return label_text(label)
+
+
+def label_text(label: Any) -> str:
+    """A predicted or true label as comparable text: 2.0 and 2 are both "2"."""
+    if isinstance(label, float) and label.is_integer():
+        label = int(label)
+    return str(label)[:MAX_LABEL_LENGTH]

@@ -1,0 +1,1 @@
+"""Telemetry: structured events, Prometheus metrics, request statistics, the Elasticsearch setup."""

@@ -1,0 +1,131 @@
+"""Every event the gateway emits: its action name and its fields, built one way.
+
+Fields are nested objects in the shape of ``logstash/event.schema.json`` (``{"experiment":
+{"name": …}}``, never dotted keys); a ``None`` value means "not known" and is left out when
+the event is encoded (``events.without_none``). Action names are constants here, never
+derived from a function's name, so renaming code cannot change what Kibana shows.
+"""
+
+from typing import Any
+
+from assigner import Assignment, Experiment
+from assigner.hashing import user_hash
+
+PREDICT = "predict"
+FEEDBACK = "feedback"
+ERROR = "error"
+EXPERIMENT_CHANGE = "experiment_change"
+GUARDRAIL_BREACH = "guardrail_breach"
+SHADOW_PREDICT = "shadow_predict"
+
+Fields = dict[str, Any]
+
+
+def user_fields(user_id: str, log_raw_user_id: bool) -> Fields:
+    """The user's hash, and the raw id only where LOG_RAW_USER_ID allows it."""
+    return {"hash": user_hash(user_id), "id": user_id} if log_raw_user_id else {"hash": user_hash(user_id)}
+
+
+def predict_fields(request_id: str, user: Fields, experiment: Experiment, assignment: Assignment,
+                   model: Fields, label: Any, probability: float | None, fallback: bool,
+                   model_error: str | None, latency: dict[str, float]) -> Fields:
+    """One served prediction (built on the request path: plain dicts, nothing to drop)."""
+    fields: Fields = {
+        "event": {"outcome": "success"},
+        "http": {"request": {"id": request_id, "method": "POST"}, "response": {"status_code": 200}},
+        "url": {"path": "/predict"},
+        "experiment": {
+            "name": experiment.name,
+            "variant": assignment.variant,
+            "in_experiment": assignment.in_experiment,
+            "fallback": fallback,
+            "assignment_source": assignment.source.value,
+        },
+        "user": user,
+        "model": model,
+        "prediction": {"label": label} if probability is None else {"label": label, "probability": probability},
+        "latency": latency,
+    }
+    if model_error:
+        fields["error"] = {"type": "model_error", "message": model_error}
+    return fields
+
+
+def error_fields(request_id: str, method: str, path: str, status: int, body: Fields, known: Fields) -> Fields:
+    """A failed /predict or /feedback; ``known`` holds the groups the failing code knew (``experiment``)."""
+    return {
+        "event": {"outcome": "failure"},
+        "http": {"request": {"id": request_id, "method": method}, "response": {"status_code": status}},
+        "url": {"path": path},
+        "error": {"type": body.get("error", "http_error"), "message": body.get("detail")},
+        **known,
+    }
+
+
+def failed_experiment(experiment: Experiment, assignment: Assignment) -> Fields:
+    """The ``known`` groups of a /predict that failed after its user was assigned."""
+    return {"experiment": {"name": experiment.name, "variant": assignment.variant,
+                           "in_experiment": assignment.in_experiment}}
+
+
+def model_load_error_fields(model: str, version: str | None, message: str) -> Fields:
+    """A model that failed to load in a worker (at boot or after a reload)."""
+    return {
+        "event": {"outcome": "failure"},
+        "model": {"name": model, "version": version},
+        "error": {"type": "model_load_error", "message": message},
+    }
+
+
+def feedback_fields(feedback_id: str, experiment: str, variant: str, user: Fields, outcome: float) -> Fields:
+    """An outcome accepted for a user's variant."""
+    return {
+        "event": {"outcome": "success"},
+        "http": {"request": {"id": feedback_id, "method": "POST"}, "response": {"status_code": 202}},
+        "url": {"path": "/feedback"},
+        "experiment": {"name": experiment, "variant": variant},
+        "user": user,
+        "feedback": {"outcome": outcome},
+    }
+
+
+def change_fields(experiment: str, action: str, actor: str, method: str | None = None,
+                  path: str | None = None) -> Fields:
+    """A change of an experiment: by the admin API (with its method and path) or the rollout engine."""
+    return {
+        "event": {"outcome": "success"},
+        "http": {"request": {"method": method}},
+        "url": {"path": path},
+        "experiment": {"name": experiment},
+        "change": {"actor": actor, "action": action},
+    }
+
+
+def breach_fields(experiment: str, variant: str, guardrail: str, observed: float, threshold: float,
+                  requests: int, description: str) -> Fields:
+    """A guardrail that paused an experiment (emitted by the one worker that paused it)."""
+    return {
+        "event": {"outcome": "failure"},
+        "experiment": {"name": experiment, "variant": variant},
+        "guardrail": {"name": guardrail, "observed": observed, "threshold": threshold, "requests": requests},
+        "change": {"actor": "guardrail", "action": "guardrail_pause"},
+        "error": {"type": "guardrail_breach", "message": description},
+    }
+
+
+def shadow_fields(request_id: str, experiment: str, variant: str, in_experiment: bool, user: Fields,
+                  model: str, version: str | None, label: Any, probability: float | None,
+                  served_model: str, served_label: Any, agrees: bool | None, model_ms: float,
+                  error: str | None) -> Fields:
+    """One shadow prediction beside the served one."""
+    return {
+        "event": {"outcome": "failure" if error else "success"},
+        "http": {"request": {"id": request_id}},
+        "experiment": {"name": experiment, "variant": variant, "in_experiment": in_experiment},
+        "user": user,
+        "model": {"name": model, "version": version},
+        "prediction": {"label": label, "probability": probability},
+        "shadow": {"served_model": served_model, "served_label": served_label, "agrees": agrees},
+        "latency": {"model_ms": model_ms},
+        "error": {"type": "shadow_model_error" if error else None, "message": error},
+    }

@@ -1,0 +1,30 @@
+"""Request bodies as JSON objects: declared as JSON (else 415), parsed (else 400), bounded in size.
+
+The size bound is Flask's MAX_CONTENT_LENGTH (413 beyond it), or the predict lane's own check.
+"""
+
+import json
+from typing import Any
+
+from flask import Request
+
+from ml_api.errors import InvalidJson, InvalidRequest
+from ml_api.web.errors import UnsupportedMediaType
+
+
+def json_body(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, or an error naming the problem."""
+    if not request.is_json:
+        raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
+    return json_object(request.get_data(cache=True))
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """``raw`` parsed as a JSON object, or an error naming the problem."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidJson(f"the body is not valid JSON: {str(exc)[:200]}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return body
