@@ -16,7 +16,7 @@ validation), :class:`_LinearRow` computes what scikit-learn computes after valid
 function and ``[1 - p, p]`` (two).
 
 Same operations in the same order give bit-identical probabilities (see
-``tests/unit/test_fast_predict.py``). Any other estimator keeps its own ``predict_proba``.
+``tests/unit/ml_api/serving/test_fast_predict.py``). Any other estimator keeps its own ``predict_proba``.
 """
 
 from collections.abc import Callable

@@ -101,7 +101,7 @@ class SampleQueue:
             metric.inc(count)
         for metric, (total, buckets) in observed.items():
             # What Histogram.observe does, once per label set (prometheus_client 0.26, pinned;
-            # tests/unit/test_sample_queue.py compares the result with observe itself).
+            # tests/unit/ml_api/telemetry/test_metrics.py compares the result with observe itself).
             metric._sum.inc(total[0])
             for index, count in enumerate(buckets):
                 if count:

@@ -1,7 +1,7 @@
 """GET /openapi.json: the OpenAPI 3.1 document of every endpoint (``ml_api/web/openapi.json``).
 
 The document is kept as JSON next to the code, so serving it needs no YAML parser at run
-time; ``tests/integration/test_openapi.py`` keeps it in step with the app's routes and
+time; ``tests/integration/ml_api/web/test_docs.py`` keeps it in step with the app's routes and
 ``tests/e2e/test_api_contract.py`` checks real answers against it.
 """
 

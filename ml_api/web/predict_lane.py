@@ -8,7 +8,7 @@ with ``serving.predict.answer``, the function the Flask view calls too. Everythi
 on to Flask untouched, /predict included when its body is chunked, too large or not JSON
 (413, 415 as before). Both paths answer errors through the one error table and end through
 ``finish.finish_request``, so they write the same bytes, request sample and error event
-(``tests/integration/web/test_predict_lane.py``).
+(``tests/integration/ml_api/web/test_predict_lane.py``).
 """
 
 from collections.abc import Callable, Iterable

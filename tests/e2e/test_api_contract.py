@@ -5,7 +5,7 @@ the documented schema. Generation is bounded (MAX_EXAMPLES per operation and gen
 mode, a per-request deadline), so the file runs in about a minute.
 
 The document is loaded from ``ml_api/web/openapi.json`` at collection, giving one test per
-operation (tests/integration/test_openapi.py checks that the gateway serves exactly that
+operation (tests/integration/ml_api/web/test_docs.py checks that the gateway serves exactly that
 file). One gunicorn serves the whole module: the fixtures here are module-scoped versions
 of the conftest ones, with a database of their own (the run creates experiments under
 generated names, which must not collide with other tests'). The admin token is set and a

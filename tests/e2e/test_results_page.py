@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ml_api.config import PROJECT_ROOT
-from tests.integration.test_results import record_requests, seed
+from tests.integration.ml_api.results.test_document import record_requests, seed
 
 IRIS = [5.1, 3.5, 1.4, 0.2]
 SCALE = {"pct": 100, "pp": 100, "lift": 100}

@@ -2,14 +2,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from assigner import BUCKETS, Variant, bucket, choose_variant, traffic_bucket
+from tests.paths import ASSIGNMENT_VECTORS, PROJECT_ROOT
 
-VECTORS = json.loads((Path(__file__).parent.parent / "data" / "assignment_vectors.json").read_text())
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+VECTORS = json.loads(ASSIGNMENT_VECTORS.read_text())
 
 
 @pytest.mark.parametrize("case", VECTORS["cases"], ids=lambda c: f"{c['salt']!r}:{c['user_id'][:20]!r}")
@@ -27,7 +26,7 @@ def test_same_buckets_in_a_process_with_another_hash_seed(seed):
         "cases = json.load(open(sys.argv[1]))['cases']; "
         "print(json.dumps([bucket(c['salt'], c['user_id']) for c in cases]))"
     )
-    vectors = Path(__file__).parent.parent / "data" / "assignment_vectors.json"
+    vectors = ASSIGNMENT_VECTORS
     out = subprocess.run(
         [sys.executable, "-c", script, str(vectors)],
         env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(PROJECT_ROOT)},

@@ -7,7 +7,11 @@ import sys
 
 from ml_api.cli.report import main
 from ml_api.config import PROJECT_ROOT
-from tests.integration.test_results import get_results, record_requests, seed
+from tests.integration.ml_api.results.test_document import (
+    get_results,
+    record_requests,
+    seed,
+)
 
 
 def without_clock(document: dict) -> dict:

@@ -26,11 +26,12 @@ from ml_api.rollout.changes import RolloutRepository
 from ml_api.rollout.guardrails import Breach
 from ml_api.telemetry.request_stats import RequestStats
 from tests.model_doubles import FailingModel, SlowModel, with_models
+from tests.paths import EVENT_SCHEMA
 
 TOKEN = "rollout-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Actor": "carol"}
 IRIS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [6.3, 3.3, 6.0, 2.5], [5.9, 3.0, 5.1, 1.8], [6.0, 2.2, 5.0, 1.5]]
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "logstash" / "event.schema.json").read_text())
+SCHEMA = json.loads(EVENT_SCHEMA.read_text())
 WORKERS = 6
 
 

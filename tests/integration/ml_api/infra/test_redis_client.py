@@ -21,12 +21,7 @@ from assigner.sharded_store import ShardedRedisAssignmentStore
 from ml_api.config import load_config
 from ml_api.infra.redis_client import LazyClusterClient, create_redis
 from ml_api.infra.request_ids import RequestDirectory
-from tests.integration.test_request_directory import (  # noqa: F401 - rerun here, ids spread over slots
-    pauses,
-    test_a_queued_id_reaches_redis_only_with_the_batch,
-    test_one_flush_sends_every_queued_id_of_every_minute,
-)
-from tests.integration.test_sharded_store import (  # noqa: F401 - the store contract, rerun here
+from tests.integration.assigner.test_sharded_store import (  # noqa: F401 - the store contract, rerun here
     STORES,
     assert_claim_sent_once_while_busy,
     test_an_unconfirmed_user_leaves_the_shard_neighbours_alone,
@@ -40,6 +35,11 @@ from tests.integration.test_sharded_store import (  # noqa: F401 - the store con
     test_put_without_a_claim_stores,
     test_unicode_user_ids_and_many_variants,
     test_user_ids_with_separators_cannot_reach_other_entries,
+)
+from tests.integration.ml_api.infra.test_request_ids import (  # noqa: F401 - rerun here, ids spread over slots
+    pauses,
+    test_a_queued_id_reaches_redis_only_with_the_batch,
+    test_one_flush_sends_every_queued_id_of_every_minute,
 )
 
 MASTERS = 3

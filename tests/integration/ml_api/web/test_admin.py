@@ -6,9 +6,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from tests.paths import EVENT_SCHEMA
+
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Actor": "alice"}
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "logstash" / "event.schema.json").read_text())
+SCHEMA = json.loads(EVENT_SCHEMA.read_text())
 VARIANTS = [{"name": "control", "weight": 50, "model": "logreg"}, {"name": "variation", "weight": 50, "model": "forest"}]
 
 

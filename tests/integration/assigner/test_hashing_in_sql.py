@@ -1,9 +1,10 @@
 """The golden vectors hold for an independent implementation of the hash, in SQL."""
 
 import json
-from pathlib import Path
 
-VECTORS = json.loads((Path(__file__).parent.parent / "data" / "assignment_vectors.json").read_text())["cases"]
+from tests.paths import ASSIGNMENT_VECTORS
+
+VECTORS = json.loads(ASSIGNMENT_VECTORS.read_text())["cases"]
 BUCKET_SQL = "SELECT CAST(CONV(LEFT(SHA2(CONCAT(%s, ':', %s), 256), 16), 16, 10) AS UNSIGNED) MOD 10000"
 
 
