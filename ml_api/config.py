@@ -1,7 +1,11 @@
 """All settings of the gateway, parsed and typed in one place.
 
 Settings come from ``api.env`` (the file users edit); an environment variable of the
-same name overrides the file. Nothing else in the project reads the environment.
+same name overrides the file. The gateway, its CLI and gunicorn.conf.py take every setting
+from here (``load_config``). Two readers of the environment stand apart: the Elasticsearch
+setup command (``telemetry.elastic``), which runs in its own container and reads
+ELASTICSEARCH_URL, EVENT_RETENTION_DAYS and the MySQL settings itself, and
+prometheus_client, which reads PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py).
 """
 
 from collections.abc import Mapping

@@ -52,8 +52,8 @@ def child_exit(server, worker) -> None:
 def post_worker_init(worker) -> None:
     """Before the worker serves: start its background threads, and take what it loaded out of the GC's sight.
 
-    The app, its models and every imported module are about 160,000 objects that live as
-    long as the worker. Python's full collection walks them all, holding the GIL (every
+    The app, its models and every imported module are a large number of objects that live
+    as long as the worker. Python's full collection walks them all, holding the GIL (every
     request thread of the worker) while it does; the queued events and samples of a few
     thousand requests set one off. Frozen, they are never walked again, and a full
     collection only looks at what came after (the usual pre-fork server practice)."""

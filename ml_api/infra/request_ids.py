@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 WRITE_INTERVAL_SECONDS = 0.2  # also bounds how long after a response its id resolves elsewhere
 WINDOW_MS = 60_000
-QUEUE_LIMIT = 100_000  # about 2 s of requests per worker at full speed; older ids are dropped
+QUEUE_LIMIT = 100_000  # ids waiting for the writer; beyond it the oldest are dropped
 # A miss for an id issued less than this long ago is looked up again after each of these
 # pauses: the issuing worker's writer may not have sent it yet.
 RESOLVE_GRACE_SECONDS = 1.0

@@ -1,8 +1,9 @@
-"""A durable local queue for records MySQL could not take right now.
+"""A durable local queue on SQLite, shared by the workers of a host.
 
-When MySQL is unreachable, exposures and outcomes are appended to a SQLite file on local
-disk (``SPOOL_PATH``) before the request is acknowledged; a background thread in every
-worker drains it into MySQL when MySQL answers again. Writes to MySQL are idempotent
+It holds the records MySQL could not take right now: when MySQL is unreachable, exposures
+and outcomes are appended to ``SPOOL_PATH`` before the request is acknowledged, and a
+background thread in every worker drains it into MySQL when MySQL answers again (the
+event shipper uses another file of the same kind as its disk buffer, ``telemetry.events``). Writes to MySQL are idempotent
 (assignments by primary key, outcomes by ``feedback_id``), so a batch replayed after a
 crash is neither lost nor doubled.
 """

@@ -2,7 +2,7 @@
 
 Kept free of the experiment repository (which calls ``rollout_snapshot`` and
 ``resume_rollout`` inside its change transaction); the changes themselves are in
-rollout_changes.
+``rollout.changes``.
 """
 
 import json

@@ -1,22 +1,23 @@
 """Single-row probabilities without scikit-learn's per-call overhead, same numbers.
 
-``RandomForestClassifier.predict_proba`` on one row costs ~20 ms on a small machine,
-almost all of it joblib dispatch and input validation around 100 tiny tree walks. For
-forests, :func:`single_row_proba` flattens every tree into shared node arrays once and
-walks all trees together with numpy, doing exactly what scikit-learn does:
+``RandomForestClassifier.predict_proba`` on one row spends almost all of its time in
+joblib dispatch and input validation around 100 tiny tree walks (``make bench`` prints the
+figures). For forests, :func:`single_row_proba` flattens every tree into shared node arrays
+once and walks all trees together with numpy, doing exactly what scikit-learn does:
 
 * the row is cast to float32 (scikit-learn's tree dtype) and a node sends it left when
   ``x[feature] <= threshold`` (compared in float64, as the Cython tree does);
 * each tree's leaf value (class fractions) is added in estimator order into float64
   zeros, then divided by the number of trees.
 
-For logistic regression (~400 µs per row in ``predict_proba``, nearly all of it input
-validation), :class:`_LinearRow` computes what scikit-learn computes after validating:
+For logistic regression (``predict_proba`` on one row is nearly all input validation),
+:class:`_LinearRow` computes what scikit-learn computes after validating:
 ``row @ coef_.T + intercept_``, then its softmax (more than two classes) or the logistic
 function and ``[1 - p, p]`` (two).
 
 Same operations in the same order give bit-identical probabilities (see
-``tests/unit/ml_api/serving/test_fast_predict.py``). Any other estimator keeps its own ``predict_proba``.
+``tests/unit/ml_api/serving/test_fast_predict.py``). Any other estimator keeps its own
+``predict_proba``.
 """
 
 from collections.abc import Callable

@@ -128,7 +128,7 @@ class EventEmitter:
         self._buffer = buffer
         self._destination = destination
         # (time, pid, action, fields) per event. A deque: appending takes no lock and wakes
-        # no thread, so emit() costs the request about a microsecond.
+        # no thread, so emit() costs the request next to nothing.
         self._queued: deque[tuple[float, int, str, dict[str, Any]]] = deque()
         # The same objects in every event (only read when encoding).
         self._host = {"name": socket.gethostname()}

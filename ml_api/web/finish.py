@@ -41,7 +41,7 @@ def install(app: Flask, svc: Services) -> None:
         return body, status
 
     @app.after_request
-    def after_request(response: Response) -> Response:  # one hook: each costs Flask a few µs a request
+    def after_request(response: Response) -> Response:  # one hook: Flask pays for each hook on every request
         status = response.status_code
         rule = request.url_rule
         finish_request(svc, request.method, rule.rule if rule is not None else UNMATCHED, request.path, status,
