@@ -5,13 +5,15 @@ prefix, and removes them at the end; nothing touches the data of a running gatew
 """
 
 import dataclasses
+import itertools
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ from ml_api.experiments.repository import ExperimentRepository
 from ml_api.infra.database import Database, apply_schema
 from scripts.local_redis import free_port, local_redis
 from scripts.train_models import train
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="session")
@@ -163,6 +166,25 @@ def client(app):
     return app.test_client()
 
 
+def read_events(path: Path) -> list[dict]:
+    """The events written to an EVENT_FILE so far.
+
+    Workers append whole lines; a last line still without its newline is being written and
+    is left for the next read."""
+    if not path.exists():
+        return []
+    complete, _, _ = path.read_bytes().rpartition(b"\n")
+    return [json.loads(line) for line in complete.splitlines()]
+
+
+def request_id(event: dict) -> str | None:
+    """The id of the request an event is about (model load errors are about none)."""
+    return event.get("http", {}).get("request", {}).get("id")
+
+
+MARKER_FEATURES = [5.8, 2.7, 5.1, 1.9]
+
+
 @dataclass
 class Gateway:
     """A real gunicorn process serving the app on a free loopback port."""
@@ -171,7 +193,9 @@ class Gateway:
     process: subprocess.Popen
     env: dict[str, str]
     log_path: Path
+    workers: int
     session: requests.Session = field(default_factory=requests.Session)
+    _marker_numbers: Iterator[int] = field(default_factory=itertools.count, init=False, repr=False)
 
     def post(self, path: str, body: dict, **kwargs) -> requests.Response:
         return self.session.post(self.url + path, json=body, timeout=10, **kwargs)
@@ -187,6 +211,51 @@ class Gateway:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def children(self) -> set[int]:
+        """The arbiter's child processes right now (during a reload, old and new workers)."""
+        found = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return {int(pid) for pid in found.split()}
+
+    def worker_pids(self) -> set[int]:
+        """The worker processes, once all have started (/health answers as soon as the first one does)."""
+
+        def all_running() -> set[int] | None:
+            pids = self.children()
+            return pids if len(pids) == self.workers else None
+
+        return wait_until(all_running, message=f"{self.workers} gunicorn workers running")
+
+    def wait_for_empty_spool(self, timeout: float = 30) -> None:
+        """Wait until every spooled record is in MySQL (all workers share one spool file)."""
+        wait_until(lambda: self.get("/ready").json()["checks"]["mysql"]["spooled_records"] == 0,
+                   timeout=timeout, interval=0.2, message="spooled records still waiting for MySQL")
+
+    def reach_every_worker(self, experiment: str, action: str, events: Callable[[], list[dict]] | None = None,
+                           timeout: float = 30) -> set[str]:
+        """Send marker requests (/predict for ``experiment``) on new connections, so that any worker
+        may take each one, until every worker has emitted an ``action`` event for one of them.
+
+        Such an event proves that its worker got past whatever came before the marker (which
+        depends on the event and the experiment: see the callers). ``events`` reads the events
+        so far, by default from this gateway's EVENT_FILE. Returns the answered markers' request ids."""
+        workers = self.worker_pids()
+        events = events or (lambda: read_events(Path(self.env["EVENT_FILE"])))
+        markers: set[str] = set()
+
+        def every_worker_emitted() -> bool:
+            for _ in range(3 * len(workers)):
+                body = {"user_id": f"marker-{next(self._marker_numbers)}", "experiment": experiment,
+                        "features": MARKER_FEATURES}
+                response = requests.post(f"{self.url}/predict", json=body, headers={"Connection": "close"}, timeout=10)
+                if response.status_code == 200:  # else this worker does not know the experiment yet
+                    markers.add(response.json()["request_id"])
+            return workers <= {e["process"]["pid"] for e in events()
+                               if e["event"]["action"] == action and request_id(e) in markers}
+
+        wait_until(every_worker_emitted, timeout=timeout, interval=0.2,
+                   message=f"a {action} event for a marker request from each of the workers {sorted(workers)}")
+        return markers
 
 
 def start_gateway(overrides: dict[str, str], tmp_path: Path, workers: int = 2) -> Gateway:
@@ -206,7 +275,7 @@ def start_gateway(overrides: dict[str, str], tmp_path: Path, workers: int = 2) -
         [str(Path(sys.executable).parent / "gunicorn"), "-c", "ml_api/gunicorn.conf.py", "ml_api:create_app()"],
         cwd=PROJECT_ROOT, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
     )
-    gateway = Gateway(url=f"http://127.0.0.1:{port}", process=process, env=env, log_path=log_path)
+    gateway = Gateway(url=f"http://127.0.0.1:{port}", process=process, env=env, log_path=log_path, workers=workers)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:

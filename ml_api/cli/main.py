@@ -25,7 +25,7 @@ from ml_api.cli import rollout as rollout_cli
 from ml_api.cli.failure import report_failure
 from ml_api.config import Config, load_config, read_settings
 from ml_api.errors import GatewayError
-from ml_api.experiments.definitions import VariantSpec, describe
+from ml_api.experiments.definitions import STATUS_OF_ACTION, VariantSpec, describe
 from ml_api.experiments.repository import ExperimentRepository
 from ml_api.infra.database import Database, apply_schema
 
@@ -107,8 +107,7 @@ def run(args: argparse.Namespace, config: Config) -> object:
             status = ExperimentStatus.RUNNING if args.start else ExperimentStatus.DRAFT
             return describe(repo.create(args.name, args.variant, actor, args.default, args.traffic, status=status))
         case "start" | "pause" | "stop":
-            status = {"start": "running", "pause": "paused", "stop": "stopped"}[args.command]
-            return describe(repo.set_status(args.name, status, actor))
+            return describe(repo.set_status(args.name, STATUS_OF_ACTION[args.command], actor))
         case "set-weights":
             return describe(repo.set_weights(args.name, dict(args.weights), actor))
         case "set-traffic":

@@ -9,6 +9,10 @@ from assigner import Experiment, ExperimentStatus, Variant
 from ml_api.errors import InvalidDefinition
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# The verbs of the admin API and the CLI, and the status each one sets.
+STATUS_OF_ACTION = {"start": ExperimentStatus.RUNNING, "pause": ExperimentStatus.PAUSED,
+                    "stop": ExperimentStatus.STOPPED}
+ACTION_OF_STATUS = {status: action for action, status in STATUS_OF_ACTION.items()}
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, request
 
 from ml_api.errors import InvalidRequest
-from ml_api.experiments.definitions import describe, parse_variants
+from ml_api.experiments.definitions import STATUS_OF_ACTION, describe, parse_variants
 from ml_api.services import services
 from ml_api.serving.requests import checked_text, text_field
 from ml_api.telemetry import event_kinds
@@ -112,8 +112,7 @@ def change_experiment(name: str) -> dict[str, Any]:
 @require_admin("change_status")
 def change_status(name: str, action: str) -> dict[str, Any]:
     """Start, pause or stop an experiment."""
-    status = {"start": "running", "pause": "paused", "stop": "stopped"}[action]
-    return describe(services().experiments.set_status(name, status, actor()))
+    return describe(services().experiments.set_status(name, STATUS_OF_ACTION[action], actor()))
 
 
 @bp.put("/experiments/<name>/overrides/<path:user_id>")

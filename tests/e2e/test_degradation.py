@@ -3,7 +3,6 @@
 import os
 import signal
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -11,6 +10,7 @@ import requests
 
 from tests.conftest import start_gateway
 from tests.netproxy import TcpProxy
+from tests.waiting import wait_until
 
 IRIS = [5.0, 3.4, 1.5, 0.2]
 
@@ -74,9 +74,7 @@ def test_mysql_down_keeps_predicting_and_spools_records(overrides, mysql_proxy, 
         assert ready["status"] == "error" and ready["spooled_records"] >= 500
 
         mysql_proxy.restore()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and gateway.get("/ready").json()["checks"]["mysql"]["spooled_records"]:
-            time.sleep(0.5)  # the spool goes out in batches: exposures first, outcomes after
+        gateway.wait_for_empty_spool()  # the spool goes out in batches: exposures first, outcomes after
         stored = stored_assignments(db, experiment.id)
         served = {u: r.json()["variant"] for u, r in {**before, **during}.items()}
         assert stored == served, "every exposure stored once, with the variant the user was served"
@@ -85,20 +83,9 @@ def test_mysql_down_keeps_predicting_and_spools_records(overrides, mysql_proxy, 
         gateway.stop()
 
 
-def worker_pids(gateway, expected: int, timeout: float = 20) -> list[int]:
-    """The gateway's worker processes, once all have started (/health answers after the first)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        workers = [int(pid) for pid in os.popen(f"pgrep -P {gateway.process.pid}").read().split()]
-        if len(workers) >= expected or time.monotonic() > deadline:
-            assert len(workers) == expected, f"{len(workers)} workers, expected {expected}"
-            return workers
-        time.sleep(0.1)
-
-
 def test_a_killed_worker_does_not_fail_the_others_or_corrupt_records(gateway, db, repo, make_experiment):
     experiment = repo.get(make_experiment())
-    workers = worker_pids(gateway, expected=2)
+    victim = min(gateway.worker_pids())
     users = [f"kill-{i}" for i in range(3000)]
     results: dict[str, requests.Response | Exception] = {}
 
@@ -114,8 +101,8 @@ def test_a_killed_worker_does_not_fail_the_others_or_corrupt_records(gateway, db
     threads = [threading.Thread(target=load) for _ in range(1)]
     for t in threads:
         t.start()
-    time.sleep(1.0)
-    os.kill(workers[0], signal.SIGKILL)
+    wait_until(lambda: len(results) >= 200, message="the load under way")  # kill a worker in the middle of it
+    os.kill(victim, signal.SIGKILL)
     for t in threads:
         t.join()
     failures = [u for u, r in results.items() if not isinstance(r, requests.Response) or r.status_code != 200]

@@ -12,7 +12,8 @@ import jsonschema
 import pytest
 import requests
 
-from tests.conftest import free_port, start_gateway
+from tests.conftest import free_port, request_id, start_gateway
+from tests.waiting import wait_until
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "logstash" / "event.schema.json").read_text())
 IRIS = [6.3, 2.9, 5.6, 1.8]
@@ -51,15 +52,10 @@ class JsonLinesListener:
                 with self._lock:
                     self.events.append(json.loads(line))
 
-    def wait_for(self, predicate, timeout: float = 30) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                events = list(self.events)
-            if predicate(events):
-                return events
-            time.sleep(0.1)
-        return events
+    def received(self) -> list[dict]:
+        """The events received so far."""
+        with self._lock:
+            return list(self.events)
 
 
 def by_action(events: list[dict], action: str) -> list[dict]:
@@ -94,9 +90,11 @@ def test_every_request_yields_exactly_one_valid_event(listener, shipping_gateway
     bad = shipping_gateway.post("/predict", {"features": IRIS, "experiment": experiment})
     assert bad.status_code == 400
 
-    events = listener.wait_for(lambda ev: len(ev) >= 42)
-    time.sleep(1)  # anything beyond the expected 42 would be a duplicate: let it arrive
-    events = listener.events
+    wait_until(lambda: len(listener.received()) >= 42, message="42 events received")
+    # Anything beyond the expected 42 would be a duplicate. Each worker ships its events in order, so
+    # once every worker's event of a later marker request is in, any duplicate of that worker's is too.
+    markers = shipping_gateway.reach_every_worker(experiment, "predict", events=listener.received)
+    events = [e for e in listener.received() if request_id(e) not in markers]
     validator = jsonschema.Draft202012Validator(SCHEMA)
     for event in events:
         assert not list(validator.iter_errors(event)), event
@@ -125,7 +123,9 @@ def test_events_wait_on_disk_while_logstash_is_down(listener, shipping_gateway, 
     request_ids = {a.json()["request_id"] for a in answers}
 
     listener.start()  # Logstash comes back
-    events = listener.wait_for(lambda ev: request_ids <= {e["http"]["request"]["id"] for e in by_action(ev, "predict")})
-    delivered = {e["http"]["request"]["id"] for e in by_action(events, "predict")}
-    missing = request_ids - delivered
-    assert not missing, f"{len(missing)} of {len(request_ids)} events lost (requests took {elapsed:.1f}s)"
+
+    def missing() -> set[str]:
+        return request_ids - {e["http"]["request"]["id"] for e in by_action(listener.received(), "predict")}
+
+    wait_until(lambda: not missing(),
+               message=lambda: f"{len(missing())} of {len(request_ids)} events lost (requests took {elapsed:.1f}s)")

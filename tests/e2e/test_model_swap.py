@@ -1,10 +1,8 @@
 """Hot model swap: edit api.env, HUP gunicorn, the new model serves; no request fails."""
 
-import json
 import shutil
 import signal
 import threading
-import time
 from pathlib import Path
 
 import joblib
@@ -12,7 +10,8 @@ import pytest
 import requests
 
 from ml_api.config import PROJECT_ROOT
-from tests.conftest import start_gateway
+from tests.conftest import read_events, start_gateway
+from tests.waiting import wait_until
 
 IRIS = [6.1, 2.8, 4.7, 1.2]
 
@@ -57,13 +56,27 @@ class Load:
             except requests.RequestException as exc:
                 self.failures.append(repr(exc))
 
-    def wait_for_version(self, version: str, timeout: float = 40) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.versions[-20:] and set(self.versions[-20:]) == {version}:
-                return True
-            time.sleep(0.2)
-        return False
+    def wait_for_version(self, version: str) -> None:
+        """Wait until the last 20 answers all came from ``version``."""
+        wait_until(lambda: self.versions[-20:] and set(self.versions[-20:]) == {version}, timeout=40, interval=0.2,
+                   message=lambda: f"{version} never served alone; last: {self.versions[-5:]}")
+
+    def wait_for_answers(self, count: int) -> None:
+        """Wait until ``count`` more answers have come (or failed)."""
+        done = len(self.versions) + len(self.failures) + count
+        wait_until(lambda: len(self.versions) + len(self.failures) >= done, message=f"{count} more answers")
+
+
+def degraded(gateway) -> dict | None:
+    """The models check of /ready, once it reports a model whose file failed to load."""
+    models = gateway.get("/ready").json()["checks"]["models"]
+    return models if models["status"] == "degraded" else None
+
+
+def replaced(gateway, old_workers: set[int]) -> bool:
+    """True once a reload is over: the gateway's workers are all new."""
+    workers = gateway.children()
+    return len(workers) == gateway.workers and workers.isdisjoint(old_workers)
 
 
 @pytest.fixture
@@ -85,27 +98,25 @@ def test_reload_swaps_the_model_without_failing_a_request(swap_setup, tmp_path, 
     gateway = start_gateway(settings, tmp_path)
     try:
         with Load(gateway.url, experiment) as load:
-            assert load.wait_for_version("v1")
+            load.wait_for_version("v1")
             set_model(env_file, "MODEL_FOREST=iris-forest-v2.joblib")
             gateway.process.send_signal(signal.SIGHUP)
-            assert load.wait_for_version("v2"), f"v2 never served; last: {load.versions[-5:]}"
+            load.wait_for_version("v2")
 
+            before_reload = gateway.worker_pids()
             set_model(env_file, "MODEL_FOREST=broken.joblib")
             gateway.process.send_signal(signal.SIGHUP)
-            deadline = time.monotonic() + 40
-            while time.monotonic() < deadline:
-                models = gateway.get("/ready").json()["checks"]["models"]
-                if models["status"] == "degraded":
-                    break
-                time.sleep(0.3)
-            time.sleep(1)
+            models = wait_until(lambda: degraded(gateway), timeout=40, interval=0.3, message="/ready never degraded")
+            # Under load through the whole reload: until only new workers are left, then 20 more answers (from them).
+            wait_until(lambda: replaced(gateway, before_reload), message="the workers from before the reload still run")
+            load.wait_for_answers(20)
         assert load.failures == [], load.failures[:5]
-        assert models["status"] == "degraded", models
         forest = models["models"]["forest"]
         assert forest["version"] == "v2" and "broken.joblib" in forest["error"]
         assert set(load.versions[-20:]) == {"v2"}, "the last good model keeps serving"
-        events = [json.loads(line) for line in Path(settings["EVENT_FILE"]).read_text().splitlines()]
-        load_errors = [e for e in events if e.get("error", {}).get("type") == "model_load_error"]
-        assert load_errors and "broken.joblib" in load_errors[0]["error"]["message"]
+        load_errors = wait_until(lambda: [e for e in read_events(Path(settings["EVENT_FILE"]))
+                                          if e.get("error", {}).get("type") == "model_load_error"],
+                                 message="a model_load_error event")
+        assert "broken.joblib" in load_errors[0]["error"]["message"]
     finally:
         gateway.stop()

@@ -8,7 +8,6 @@ import math
 import re
 import shutil
 import subprocess
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from ml_api.config import PROJECT_ROOT
 from tests.integration.ml_api.results.test_document import record_requests, seed
+from tests.waiting import wait_until
 
 IRIS = [5.1, 3.5, 1.4, 0.2]
 SCALE = {"pct": 100, "pp": 100, "lift": 100}
@@ -142,12 +142,11 @@ def test_predictions_and_feedback_through_the_gateway_reach_the_results(gateway,
     for i in range(10):
         assert gateway.post("/feedback", {"user_id": f"e2e-{i}", "experiment": name, "outcome": 1}).status_code == 202
 
-    deadline = time.monotonic() + 10
-    while True:  # each worker flushes its request counts every second
+    def results_with_every_request() -> dict | None:  # each worker flushes its request counts every second
         body = gateway.get(f"/experiments/{name}/results").json()
-        if sum(g["requests"] for g in body["guardrails"]["variants"]) == 30 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+        return body if sum(g["requests"] for g in body["guardrails"]["variants"]) == 30 else None
+
+    body = wait_until(results_with_every_request, interval=0.2, message="the results count all 30 requests")
     rows = {v["variant"]: v for v in body["variants"]}
     for variant in ("control", "variation"):
         assert rows[variant]["users"] == sum(v == variant for v in variants.values())

@@ -10,7 +10,6 @@ of requests, while every request is answered.
 import json
 import statistics
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,9 @@ from assigner import bucket, choose_variant
 from ml_api.experiments.definitions import VariantSpec
 from ml_api.experiments.repository import ExperimentRepository
 from ml_api.rollout.shadow import is_mirrored
-from tests.conftest import Gateway, start_gateway
+from tests.conftest import Gateway, read_events, start_gateway
 from tests.model_doubles import FailingModel, SlowModel, with_models
+from tests.waiting import wait_until
 
 TOKEN = "e2e-rollout-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Actor": "e2e"}
@@ -80,17 +80,19 @@ def predict(gateway: Gateway, name: str, user: str) -> tuple[dict, float]:
 
 
 def events(settings: dict[str, str], action: str, name: str) -> list[dict]:
-    path = Path(settings["EVENT_FILE"])
-    found = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    found = read_events(Path(settings["EVENT_FILE"]))
     return [e for e in found if e["event"]["action"] == action and e["experiment"]["name"] == name]
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Poll ``check`` until it answers something truthy; its last answer."""
-    deadline = time.monotonic() + timeout
-    while not (answer := check()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return answer
+def wait_for_every_worker_to_reload(gateway: Gateway, repo: ExperimentRepository) -> None:
+    """Wait until every worker's rollout thread has reloaded the rollout states since now.
+
+    The marker: a new experiment whose every request is mirrored. A worker mirrors it only once
+    its rollout thread has loaded the states after the marker was made, and with the marker
+    every change made before it; any tick of that worker that still used older states is over."""
+    marker = create(repo)
+    admin(gateway, "PUT", f"{marker}/shadow", {"model": "logreg", "percent": 100})
+    gateway.reach_every_worker(marker, "shadow_predict")
 
 
 def ready_on_every_worker(gateway: Gateway) -> list[dict]:
@@ -108,7 +110,7 @@ def test_shadow_models_never_touch_the_callers_answer(gateway, settings, repo):
     for phase in ("off", "slow", "failing"):
         if phase != "off":
             admin(gateway, "PUT", f"{name}/shadow", {"model": phase, "percent": PERCENT})
-            time.sleep(1.0)  # every worker's rollout tick (0.2 s) has seen it
+            wait_for_every_worker_to_reload(gateway, repo)  # else a worker may still mirror the last phase's model
         users = [f"{phase}-{i}" for i in range(REQUESTS_PER_PHASE)]
         timed = {user: predict(gateway, name, user) for user in users}
         assert {(b["prediction"], b["fallback"], b["model"]["name"]) for b, _ in timed.values()} == {
@@ -123,7 +125,7 @@ def test_shadow_models_never_touch_the_callers_answer(gateway, settings, repo):
 
     total = len(expected["slow"]) + len(expected["failing"])
     assert binomtest(total, 2 * REQUESTS_PER_PHASE, PERCENT / 100).pvalue > STRICT_P
-    wait_for(lambda: len(events(settings, "shadow_predict", name)) >= total, timeout=15)
+    wait_until(lambda: len(events(settings, "shadow_predict", name)) >= total, message=f"{total} shadow_predict events")
     shadow_events = events(settings, "shadow_predict", name)
     for event in shadow_events:
         jsonschema.validate(event, SCHEMA)
@@ -139,7 +141,7 @@ def test_shadow_models_never_touch_the_callers_answer(gateway, settings, repo):
         want = {"failing": (len(expected["failing"]),) * 2, "slow": (len(expected["slow"]), 0)}
         return counts if counts == want else None
 
-    assert wait_for(summary), "every shadow prediction is recorded for the results"
+    wait_until(summary, message="every shadow prediction is recorded for the results")
 
 
 def test_a_ramp_advances_once_per_step_and_keeps_everyone_who_was_in(gateway, repo):
@@ -180,7 +182,7 @@ def test_a_ramp_advances_once_per_step_and_keeps_everyone_who_was_in(gateway, re
 def test_a_failing_variation_is_paused_once_while_every_request_is_answered(gateway, settings, repo):
     name = create(repo, ("logreg", "failing"))
     admin(gateway, "PATCH", name, {"guardrails": {"max_fallback_rate": 0.2, "min_requests": 30}})
-    time.sleep(0.5)
+    wait_for_every_worker_to_reload(gateway, repo)  # the guardrail is in force everywhere before requests count
     sent, paused_at = 0, None
     started = time.monotonic()
     while sent < 1500 and paused_at is None:
@@ -189,16 +191,17 @@ def test_a_failing_variation_is_paused_once_while_every_request_is_answered(gate
         assert body["fallback"] is (body["variant"] == "variation" and body["in_experiment"])
         if body["experiment_status"] == "paused":
             paused_at = time.monotonic() - started
-        time.sleep(0.01)  # about 80 requests a second
+        time.sleep(0.01)  # pacing, not a wait: about 80 requests a second
     assert paused_at is not None, f"not paused after {sent} requests"
     assert sent <= 600, f"paused only after {sent} requests"
 
-    time.sleep(1.0)  # every worker has looked at the breach by now
+    # Every worker has reloaded the paused experiment, so none can still act on the breach: one pause only.
+    wait_for_every_worker_to_reload(gateway, repo)
     (pause,) = [c for c in admin(gateway, "GET", f"{name}/history")["changes"] if c["action"] == "guardrail_pause"]
     breach = pause["after"]["rollout"]["paused_by_guardrail"]
     assert pause["actor"] == "guardrail" and breach["guardrail"] == "max_fallback_rate"
     assert breach["variant"] == "variation" and breach["observed"] > breach["threshold"] == 0.2
-    (event,) = wait_for(lambda: events(settings, "guardrail_breach", name))
+    (event,) = wait_until(lambda: events(settings, "guardrail_breach", name), message="a guardrail_breach event")
     jsonschema.validate(event, SCHEMA)
     metric = f'abtest_guardrail_breaches_total{{experiment="{name}",guardrail="max_fallback_rate"}}'
     assert [line for line in gateway.get("/metrics").text.splitlines() if line.startswith(metric)] == [f"{metric} 1.0"]
@@ -207,7 +210,7 @@ def test_a_failing_variation_is_paused_once_while_every_request_is_answered(gate
         assert name in [p["experiment"] for p in ready["checks"]["rollout"]["paused_by_guardrail"]]
 
     admin(gateway, "POST", f"{name}/start")  # resume: an explicit admin action
-    time.sleep(1.0)
+    wait_for_every_worker_to_reload(gateway, repo)
     for ready in ready_on_every_worker(gateway):
         assert name not in [p["experiment"] for p in ready["checks"]["rollout"]["paused_by_guardrail"]]
     admin(gateway, "POST", f"{name}/stop")

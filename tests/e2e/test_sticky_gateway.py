@@ -1,7 +1,6 @@
 """End to end through a real gunicorn (2 workers) over HTTP, on real Redis and MySQL."""
 
 import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -57,16 +56,18 @@ def test_10000_users_keep_their_variant_and_split_by_weight(gateway, make_experi
     assert stored_users(gateway, experiment) == len(users)
 
 
-def stored_users(gateway, experiment: str, timeout: float = 20) -> int:
+def stored_users(gateway, experiment: str) -> int:
     """Exposures in MySQL, once the spool is empty (under load a few may have been spooled)."""
-    deadline = time.monotonic() + timeout
-    while gateway.get("/ready").json()["checks"]["mysql"]["spooled_records"] and time.monotonic() < deadline:
-        time.sleep(0.2)
+    gateway.wait_for_empty_spool()
     return sum(v["users"] for v in gateway.get(f"/experiments/{experiment}").json()["variants"])
 
 
-def wait_for_definitions(seconds: float = 1.0) -> None:
-    time.sleep(seconds)  # CONFIG_REFRESH_SECONDS is 0.2 in tests
+def wait_for_definitions(gateway, make_experiment) -> None:
+    """Wait until every worker serves the definitions as they are now.
+
+    A worker answers for an experiment made after the change only once it has reloaded the
+    definitions since, and so has the change too."""
+    gateway.reach_every_worker(make_experiment(), "predict")
 
 
 def test_weight_change_keeps_earlier_users_and_moves_new_ones(gateway, repo, make_experiment):
@@ -74,7 +75,7 @@ def test_weight_change_keeps_earlier_users_and_moves_new_ones(gateway, repo, mak
     early = [f"early-{i}" for i in range(3000)]
     before = variants_of(gateway, experiment, early)[0]
     repo.set_weights(experiment, {"control": 10, "variation": 90}, actor="test")
-    wait_for_definitions()
+    wait_for_definitions(gateway, make_experiment)
     after = variants_of(gateway, experiment, early)[0]
     assert after == before
     late = variants_of(gateway, experiment, [f"late-{i}" for i in range(3000)])[0]
@@ -96,7 +97,7 @@ def test_flushed_redis_changes_nobody(private_gateway, private_redis, repo, make
     redis.Redis.from_url(private_redis).flushall()
     # New weights would move everyone whose answer came from the hash alone.
     repo.set_weights(experiment, {"control": 1, "variation": 99}, actor="test")
-    wait_for_definitions()
+    wait_for_definitions(private_gateway, make_experiment)
     assert variants_of(private_gateway, experiment, users)[0] == before
 
 
@@ -106,7 +107,7 @@ def test_stopped_redis_still_answers_and_keeps_variants(private_gateway, private
     before = variants_of(private_gateway, experiment, users)[0]
     redis.Redis.from_url(private_redis).shutdown(nosave=True)
     repo.set_weights(experiment, {"control": 99, "variation": 1}, actor="test")
-    wait_for_definitions()
+    wait_for_definitions(private_gateway, make_experiment)
     assert variants_of(private_gateway, experiment, users)[0] == before  # every request answered 200
     ready = private_gateway.get("/ready")
     assert ready.status_code == 503 and ready.json()["checks"]["redis"]["status"] == "error"

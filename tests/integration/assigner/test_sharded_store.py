@@ -5,7 +5,6 @@ functions against a Redis Cluster by overriding that fixture.
 """
 
 import threading
-import time
 
 import pytest
 import redis
@@ -16,6 +15,7 @@ from assigner import RedisAssignmentStore, StoreUnavailable
 from assigner.sharded_store import FIELD_BYTES, ShardedRedisAssignmentStore
 from ml_api.config import load_config
 from ml_api.infra.redis_client import create_redis
+from tests.waiting import wait_until
 
 STORES = {"keys": RedisAssignmentStore, "sharded": ShardedRedisAssignmentStore}
 
@@ -201,16 +201,29 @@ def test_a_timed_out_claim_is_sent_once(store_class, private_redis):
     assert store.get(1, "u") == "control"  # the timed-out claim did run
 
 
+def is_busy(host: str, port: int) -> bool:
+    """True when the server does not answer a PING within 0.2 s: it is running a script."""
+    probe = redis.Redis(host=host, port=port, socket_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    try:
+        probe.ping()
+        return False
+    except redis.TimeoutError:
+        return True
+    finally:
+        probe.close()
+
+
 def assert_claim_sent_once_while_busy(store, admin: redis.Redis) -> None:
     """Keep ``admin``'s server busy past the client timeout; the claim must fail, sent once."""
     admin.config_resetstat()
     address = admin.connection_pool.connection_kwargs
-    busy_client = redis.Redis(host=address["host"], port=address["port"])
-    busy = threading.Thread(target=lambda: busy_client.eval(BUSY_SCRIPT, 0, 600))
-    busy.start()
-    time.sleep(0.1)
+    busy = redis.Connection(host=address["host"], port=address["port"])
+    busy.send_command("EVAL", BUSY_SCRIPT, 0, 1500)  # sent: the server runs nothing else once it starts it
+    # The claim must reach the server while the script runs, so wait for that rather than guess.
+    wait_until(lambda: is_busy(address["host"], address["port"]), interval=0.01, message="the busy script running")
     with pytest.raises(StoreUnavailable):
         store.claim(1, "u", "control")
-    busy.join()
+    assert busy.read_response() == 1
+    busy.disconnect()
     stats = admin.info("commandstats")
     assert sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("set", "evalsha")) == 1

@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -41,6 +40,7 @@ from tests.integration.ml_api.infra.test_request_ids import (  # noqa: F401 - re
     test_a_queued_id_reaches_redis_only_with_the_batch,
     test_one_flush_sends_every_queued_id_of_every_minute,
 )
+from tests.waiting import wait_until
 
 MASTERS = 3
 START_SECONDS = 15
@@ -53,13 +53,6 @@ def free_ports(count: int) -> list[int]:
         for sock in sockets:
             sock.bind(("127.0.0.1", 0))
         return [sock.getsockname()[1] for sock in sockets]
-
-
-def wait_until(check, what: str, deadline: float) -> None:
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"redis cluster: {what} not reached in {START_SECONDS}s")
-        time.sleep(0.05)
 
 
 def answers(port: int) -> bool:
@@ -93,16 +86,17 @@ def cluster_url() -> Iterator[str]:
                  "--save", "", "--appendonly", "no"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ))
-        deadline = time.monotonic() + START_SECONDS
         for port in client_ports:
-            wait_until(lambda: answers(port), f"node {port} answering", deadline)
+            wait_until(lambda: answers(port), timeout=START_SECONDS, interval=0.05,
+                       message=f"redis cluster: node {port} answering")
         subprocess.run(
             [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in client_ports),
              "--cluster-replicas", "0", "--cluster-yes"],
             check=True, capture_output=True, timeout=START_SECONDS,
         )
         for port in client_ports:
-            wait_until(lambda: cluster_ok(port), f"cluster_state:ok on {port}", deadline)
+            wait_until(lambda: cluster_ok(port), timeout=START_SECONDS, interval=0.05,
+                       message=f"redis cluster: cluster_state:ok on {port}")
         yield f"redis://127.0.0.1:{client_ports[0]}/0"
     finally:
         for process in processes:

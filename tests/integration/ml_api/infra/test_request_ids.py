@@ -16,6 +16,7 @@ from ml_api.infra import request_ids
 from ml_api.infra.request_ids import RESOLVE_PAUSES, WINDOW_MS, RequestDirectory
 from ml_api.serving.requests import REQUEST_ID_PATTERN
 from ml_api.telemetry.metrics import DEPENDENCY_ERRORS
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -92,10 +93,8 @@ def test_the_writer_thread_sends_within_moments(directory):
     try:
         request_id = directory.new_id()
         directory.remember(request_id, "exp", "u-thread")
-        deadline = time.monotonic() + 5
-        while not directory._client.hexists(directory.key(request_id), request_id) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert directory._client.hexists(directory.key(request_id), request_id)
+        wait_until(lambda: directory._client.hexists(directory.key(request_id), request_id), interval=0.01,
+                   message="the writer thread sent the id")
     finally:
         directory.writer.stop()
 

@@ -24,9 +24,11 @@ from ml_api.infra.database import Database
 from ml_api.infra.spool import Spool
 from ml_api.rollout.changes import RolloutRepository
 from ml_api.rollout.guardrails import Breach
+from ml_api.rollout.ramp import is_due
 from ml_api.telemetry.request_stats import RequestStats
 from tests.model_doubles import FailingModel, SlowModel, with_models
 from tests.paths import EVENT_SCHEMA
+from tests.waiting import wait_until
 
 TOKEN = "rollout-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Actor": "carol"}
@@ -241,6 +243,17 @@ def test_a_label_sent_while_mysql_was_away_arrives_with_its_outcome(db, rollout_
 
 # --- ramp -----------------------------------------------------------------------------
 
+def wait_until_step_is_due(repo: RolloutRepository, name: str) -> None:
+    """Wait until the ramp's current step has lasted its min_seconds by MySQL's clock, the one
+    an advance is judged by. The passage of time is what is tested: no fixed sleep guesses it."""
+
+    def due() -> bool:
+        state = repo.state(name)
+        return is_due(state.ramp, state.ramp_step, state.seconds_in_step)
+
+    wait_until(due, interval=0.05, message=f"the ramp step of {name} never became due")
+
+
 def test_a_ramp_applies_its_first_step_at_once_and_is_refused_when_invalid(client, rollout_app):
     name = create(rollout_app)
     steps = [{"allocation": 0.05, "min_seconds": 3600}, {"allocation": 0.5, "min_seconds": 60}, {"allocation": 1}]
@@ -257,10 +270,11 @@ def test_a_ramp_applies_its_first_step_at_once_and_is_refused_when_invalid(clien
 
 def test_each_ramp_step_is_applied_once_by_one_of_many_workers(client, rollout_app, workers):
     name = create(rollout_app)
-    steps = [{"allocation": 0.1, "min_seconds": 1.0}, {"allocation": 0.5, "min_seconds": 0}, {"allocation": 1.0}]
+    # min_seconds leaves a loaded machine ample time for the "not due yet" look right after the PUT.
+    steps = [{"allocation": 0.1, "min_seconds": 3.0}, {"allocation": 0.5, "min_seconds": 0}, {"allocation": 1.0}]
     admin(client, "put", f"{name}/ramp", {"steps": steps})
     assert not workers[0].advance_ramp(workers[0].state(name)), "not due yet"
-    time.sleep(1.0)
+    wait_until_step_is_due(workers[0], name)
     for step in (1, 2):
         state = workers[0].state(name)  # every worker saw the same step
         assert sorted(in_parallel(lambda i: workers[i].advance_ramp(state))) == [False] * (WORKERS - 1) + [True]
@@ -274,15 +288,16 @@ def test_each_ramp_step_is_applied_once_by_one_of_many_workers(client, rollout_a
 
 def test_a_paused_ramp_waits_and_restarts_its_step_on_resume(client, rollout_app, rollout, overrides):
     name = create(rollout_app)
-    admin(client, "put", f"{name}/ramp", {"steps": [{"allocation": 0.2, "min_seconds": 0.6}, {"allocation": 1}]})
+    # min_seconds leaves a loaded machine ample time between the start and the look that follows it.
+    admin(client, "put", f"{name}/ramp", {"steps": [{"allocation": 0.2, "min_seconds": 2.0}, {"allocation": 1}]})
     admin(client, "post", f"{name}/pause")
-    time.sleep(0.65)
+    wait_until_step_is_due(rollout.repo, name)  # by its clock, were the experiment running
     rollout.tick()
     assert client.get(f"/experiments/{name}").get_json()["traffic_allocation"] == 0.2, "paused: no advance"
     admin(client, "post", f"{name}/start")
     rollout.tick()
     assert client.get(f"/experiments/{name}").get_json()["traffic_allocation"] == 0.2, "the step's clock restarted"
-    time.sleep(0.65)
+    wait_until_step_is_due(rollout.repo, name)
     rollout.tick()
     assert client.get(f"/experiments/{name}").get_json()["traffic_allocation"] == 1.0
     (advance,) = [e for e in events(rollout_app, overrides, "experiment_change") if e["experiment"]["name"] == name

@@ -14,6 +14,7 @@ import pytest
 from ml_api.infra.spool import Spool
 from ml_api.telemetry import events
 from ml_api.telemetry.events import EventEmitter, FileDestination
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -89,12 +90,7 @@ def test_a_full_queue_keeps_events_on_disk(emitter, out_dir, buffer, monkeypatch
 def test_the_shipper_thread_sends_without_being_asked(emitter, out_dir):
     emitter.start()
     emitter.emit("predict", {"http": {"request": {"id": "by-thread"}}})
-    done = threading.Event()
-    for _ in range(100):
-        if written(out_dir):
-            done.set()
-            break
-        done.wait(0.05)
+    wait_until(lambda: written(out_dir), interval=0.05, message="the shipper thread wrote the event")
     assert [e["http"]["request"]["id"] for e in written(out_dir)] == ["by-thread"]
 
 

@@ -1,7 +1,6 @@
 """Request counts and latency histograms: recorded in memory, added up in MySQL, never lost on a failed flush."""
 
 import threading
-import time
 from dataclasses import replace
 
 import mysql.connector
@@ -19,6 +18,7 @@ from ml_api.telemetry.request_stats import (
     latency_percentile,
 )
 from tests.conftest import free_port
+from tests.waiting import wait_until
 
 MINUTE = 28_500_000  # a fixed minute (Unix time DIV 60) in 2024
 
@@ -143,10 +143,8 @@ def test_the_background_thread_flushes_on_its_own(db, make_experiment):
     stats.start()
     assert flusher_threads() == before + 1
     stats.record(eid, "variation", 12.0)
-    deadline = time.monotonic() + 5
-    while not rows(db, "request_totals", eid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert rows(db, "request_totals", eid) == [("variation", latency_bucket(12.0), 1, 0, 0)]
+    written = wait_until(lambda: rows(db, "request_totals", eid), interval=0.05, message="the flusher wrote the totals")
+    assert written == [("variation", latency_bucket(12.0), 1, 0, 0)]
 
 
 def test_old_minute_rows_are_pruned_once_an_hour_and_the_totals_kept(db, make_experiment, monkeypatch):
