@@ -157,7 +157,7 @@ CREATE TABLE IF NOT EXISTS request_stats (
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- The same counts over the whole experiment, written in the same transaction as the
--- per-minute rows; the guardrails read these.
+-- per-minute rows; the results read these.
 CREATE TABLE IF NOT EXISTS request_totals (
     experiment_id  INT UNSIGNED NOT NULL,
     variant        VARCHAR(64)  NOT NULL,
@@ -169,7 +169,7 @@ CREATE TABLE IF NOT EXISTS request_totals (
     CONSTRAINT fk_request_totals_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
--- Safe rollout of an experiment (ml_api/rollout*.py): a shadow model mirrored on a share
+-- Safe rollout of an experiment (ml_api/rollout/): a shadow model mirrored on a share
 -- of requests, a canary ramp of the traffic allocation, and the guardrail pause. Changed
 -- only inside the experiment-change transaction (version bump + history row).
 CREATE TABLE IF NOT EXISTS experiment_rollouts (
@@ -189,6 +189,21 @@ CREATE TABLE IF NOT EXISTS experiment_rollouts (
     guardrail_from_minute INT UNSIGNED NOT NULL DEFAULT 0,
     PRIMARY KEY (experiment_id),
     CONSTRAINT fk_rollouts_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- The request counts of the minute an experiment was (re)started, as they stood at that
+-- moment. The guardrails subtract them, so after a resume they judge the requests served
+-- since the resume, not from the next minute on. Replaced at every start.
+CREATE TABLE IF NOT EXISTS guardrail_baselines (
+    experiment_id  INT UNSIGNED NOT NULL,
+    variant        VARCHAR(64)  NOT NULL,
+    minute         INT UNSIGNED NOT NULL,
+    latency_bucket TINYINT UNSIGNED NOT NULL,
+    requests       INT UNSIGNED NOT NULL,
+    errors         INT UNSIGNED NOT NULL,
+    fallbacks      INT UNSIGNED NOT NULL,
+    PRIMARY KEY (experiment_id, variant, minute, latency_bucket),
+    CONSTRAINT fk_guardrail_baselines_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- One row per mirrored request: what was served and what the shadow model said (NULL

@@ -2,9 +2,10 @@
 
 Each worker checks a cheap fingerprint (``definitions_version``) at most every
 ``CONFIG_REFRESH_SECONDS`` and reloads all definitions when it moved, so a change made on
-any host reaches every worker within that interval plus one request. When MySQL is
-unreachable the last known definitions keep serving; they are also kept in a local
-snapshot file, so a worker that starts while MySQL is away serves them too.
+any host is seen by every request, on every worker, that starts more than that interval
+after the change was committed. When MySQL is unreachable the last known definitions keep
+serving; they are also kept in a local snapshot file, so a worker that starts while MySQL
+is away serves them too.
 """
 
 import json
@@ -57,9 +58,16 @@ class ExperimentCatalog:
         return self._experiments
 
     def _refresh_if_due(self) -> None:
+        """Refresh when the last read began CONFIG_REFRESH_SECONDS ago or more.
+
+        A request that finds a refresh due waits for it (one thread reads, the others wait on
+        the lock, then find it no longer due), so no request that starts more than the
+        interval after a change was committed is answered with definitions older than that
+        change. The wait is bounded by MySQL's connect timeout, and by nothing at all once
+        the pool's circuit breaker knows MySQL is away."""
         if not self._due():
             return
-        with self._lock:  # one thread refreshes; the others wait for its result
+        with self._lock:
             if self._due():
                 self._refresh()
 
@@ -67,7 +75,7 @@ class ExperimentCatalog:
         return self._experiments is None or self._clock() - self._checked_at >= self._refresh_seconds
 
     def _refresh(self) -> None:
-        self._checked_at = self._clock()
+        started = self._clock()  # the read below sees every change committed before this moment
         try:
             with self._db.connection() as conn:
                 fingerprint = definitions_version(conn)
@@ -81,6 +89,8 @@ class ExperimentCatalog:
             log.warning(self.last_error)
             if self._experiments is None:
                 self._experiments = self._read_snapshot()
+        finally:
+            self._checked_at = started  # only now: requests arriving meanwhile waited for this read
 
     def _write_snapshot(self, experiments: dict[str, Experiment]) -> None:
         data = [describe(e) | {"id": e.id} for e in experiments.values()]

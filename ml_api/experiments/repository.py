@@ -16,6 +16,7 @@ from mysql.connector.abstracts import MySQLConnectionAbstract
 from assigner import Experiment, ExperimentStatus
 from ml_api.errors import InvalidDefinition, UnknownExperiment
 from ml_api.experiments.definitions import (
+    ACTION_OF_STATUS,
     VariantSpec,
     check_name,
     describe,
@@ -156,7 +157,8 @@ class ExperimentRepository:
                 (new_status.value, new_status.value, before.id),
             )
 
-        return self.apply_change(name, f"status:{new_status.value}", actor, change)
+        # The history names the change with the API's and the CLI's verb (start, pause, stop).
+        return self.apply_change(name, ACTION_OF_STATUS.get(new_status, new_status.value), actor, change)
 
     def set_salt(self, name: str, salt: Any, actor: str) -> Experiment:
         """A new salt reshuffles every user, so it is allowed only before the experiment starts."""

@@ -51,9 +51,15 @@ SET_BREACH = (
     "UPDATE experiment_rollouts SET guardrail_breach = %s, guardrail_from_minute = %s WHERE experiment_id = %s"
 )
 PAUSE_IF_RUNNING = "UPDATE experiments SET status = 'paused' WHERE id = %s AND status = 'running'"
+# Requests per variant and latency bucket since a minute, less the baseline taken at the last
+# (re)start (the counts its minute held then: served before it, they are not judged again).
 WINDOW = (
-    "SELECT variant, latency_bucket, SUM(requests), SUM(errors), SUM(fallbacks) FROM request_stats"
-    " WHERE experiment_id = %s AND minute >= %s GROUP BY variant, latency_bucket"
+    "SELECT variant, latency_bucket, SUM(requests), SUM(errors), SUM(fallbacks) FROM ("
+    " SELECT variant, latency_bucket, CAST(requests AS SIGNED) AS requests, CAST(errors AS SIGNED) AS errors,"
+    " CAST(fallbacks AS SIGNED) AS fallbacks FROM request_stats WHERE experiment_id = %s AND minute >= %s"
+    " UNION ALL SELECT variant, latency_bucket, -CAST(requests AS SIGNED), -CAST(errors AS SIGNED),"
+    " -CAST(fallbacks AS SIGNED) FROM guardrail_baselines WHERE experiment_id = %s AND minute >= %s"
+    ") counted GROUP BY variant, latency_bucket"
 )
 
 Change = Callable[[MySQLConnectionAbstract, Experiment], None]
@@ -143,14 +149,17 @@ class RolloutRepository:
         return self._automatic(state.experiment, "guardrail_pause", GUARDRAIL_ACTOR, change)
 
     def window(self, experiment_id: int, since_minute: int) -> dict[str, RequestSums]:
-        """Requests per variant from ``since_minute`` on, summed over every worker and host."""
+        """Requests per variant from ``since_minute`` on, summed over every worker and host, less the
+        counts the last (re)start found in its minute."""
         with self._db.connection() as conn:
             cursor = conn.cursor()
-            cursor.execute(WINDOW, (experiment_id, since_minute))
+            cursor.execute(WINDOW, (experiment_id, since_minute, experiment_id, since_minute))
             rows = cursor.fetchall()
         window: dict[str, RequestSums] = defaultdict(RequestSums)
         for variant, bucket, *counts in rows:
             requests, errors, fallbacks = map(int, counts)
+            if requests <= 0:  # all of it before the resume
+                continue
             sums = window[variant]
             sums.latency_buckets[int(bucket)] = requests
             sums.requests, sums.errors, sums.fallbacks = (

@@ -6,6 +6,7 @@ Kept free of the experiment repository (which calls ``rollout_snapshot`` and
 """
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,19 @@ SELECT_STATES = (
     " r.ramp_step, TIMESTAMPDIFF(MICROSECOND, r.step_started_at, CURRENT_TIMESTAMP(3)), r.guardrail_breach,"
     " r.guardrail_from_minute"
     " FROM experiments e LEFT JOIN experiment_rollouts r ON r.experiment_id = e.id"
+)
+
+
+# An experiment with guardrails gets its rollout row when it starts, so the guardrail window
+# always has a first minute (one without guardrails is never paused and needs none).
+ENSURE_GUARDED_ROW = (
+    "INSERT INTO experiment_rollouts (experiment_id) SELECT id FROM experiments WHERE id = %s"
+    " AND guardrails IS NOT NULL ON DUPLICATE KEY UPDATE experiment_id = experiment_id"
+)
+SNAPSHOT_BASELINE = (
+    "INSERT INTO guardrail_baselines (experiment_id, variant, minute, latency_bucket, requests, errors, fallbacks)"
+    " SELECT experiment_id, variant, minute, latency_bucket, requests, errors, fallbacks FROM request_stats"
+    " WHERE experiment_id = %s AND minute = %s"
 )
 
 
@@ -110,10 +124,20 @@ def ramp_of(state: RolloutState) -> dict[str, Any] | None:
     return {"steps": [s.as_dict() for s in state.ramp], "step": state.ramp_step}
 
 
-def resume_rollout(conn: MySQLConnectionAbstract, experiment_id: int) -> None:
-    """On a (re)start: forget the guardrail pause and restart the current ramp step's clock."""
-    conn.cursor().execute(
-        "UPDATE experiment_rollouts SET guardrail_breach = NULL,"
+def resume_rollout(conn: MySQLConnectionAbstract, experiment_id: int, minute: int | None = None) -> None:
+    """On a (re)start: forget the guardrail pause, restart the current ramp step's clock, and let the
+    guardrails judge the requests served from now on.
+
+    The guardrails count per minute; the counts of this minute so far (served before the
+    pause) are kept as the baseline the guardrails subtract, so they judge what comes after
+    the resume at once instead of from the next minute."""
+    minute = int(time.time() // 60) if minute is None else minute
+    cursor = conn.cursor()
+    cursor.execute(ENSURE_GUARDED_ROW, (experiment_id,))
+    cursor.execute(
+        "UPDATE experiment_rollouts SET guardrail_breach = NULL, guardrail_from_minute = %s,"
         " step_started_at = IF(ramp IS NULL, NULL, CURRENT_TIMESTAMP(3)) WHERE experiment_id = %s",
-        (experiment_id,),
+        (minute, experiment_id),
     )
+    cursor.execute("DELETE FROM guardrail_baselines WHERE experiment_id = %s", (experiment_id,))
+    cursor.execute(SNAPSHOT_BASELINE, (experiment_id, minute))

@@ -26,7 +26,7 @@ def test_every_change_is_in_the_history(repo, make_experiment):
     history = repo.history(name)
     assert [(h["action"], h["actor"]) for h in history] == [
         ("create", "test"), ("set_weights", "alice"), ("set_traffic_allocation", "bob"),
-        ("force_variant", "carol"), ("status:paused", "dave")]
+        ("force_variant", "carol"), ("pause", "dave")]
     weights = history[1]
     assert [v["weight"] for v in weights["before"]["variants"]] == [50, 50]
     assert [v["weight"] for v in weights["after"]["variants"]] == [20, 80]

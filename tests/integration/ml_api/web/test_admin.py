@@ -59,7 +59,7 @@ def test_create_change_and_read_the_history(admin, overrides):
 
     history = admin.get("/admin/experiments/adm-1/history", headers=AUTH).get_json()["changes"]
     assert [h["action"] for h in history] == [
-        "create", "set_guardrails", "status:running", "set_weights", "force_variant", "clear_override", "status:paused"]
+        "create", "set_guardrails", "start", "set_weights", "force_variant", "clear_override", "pause"]
     assert all(h["actor"] == "admin:alice" for h in history)
     assert history[1]["before"]["guardrails"] == {} and history[1]["after"]["guardrails"] == {"max_fallback_rate": 0.05}
     assert history[3]["before"]["variants"][0]["weight"] == 50 and history[3]["after"]["variants"][0]["weight"] == 70
