@@ -192,19 +192,10 @@ CREATE TABLE IF NOT EXISTS experiment_rollouts (
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- The request counts of the minute an experiment was (re)started, as they stood at that
--- moment. The guardrails subtract them, so after a resume they judge the requests served
--- since the resume, not from the next minute on. Replaced at every start.
-CREATE TABLE IF NOT EXISTS guardrail_baselines (
-    experiment_id  INT UNSIGNED NOT NULL,
-    variant        VARCHAR(64)  NOT NULL,
-    minute         INT UNSIGNED NOT NULL,
-    latency_bucket TINYINT UNSIGNED NOT NULL,
-    requests       INT UNSIGNED NOT NULL,
-    errors         INT UNSIGNED NOT NULL,
-    fallbacks      INT UNSIGNED NOT NULL,
-    PRIMARY KEY (experiment_id, variant, minute, latency_bucket),
-    CONSTRAINT fk_guardrail_baselines_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+-- moment: rows of request_stats, copied. The guardrails subtract them, so after a resume
+-- they judge the requests served since the resume, not from the next minute on. Replaced
+-- at every start.
+CREATE TABLE IF NOT EXISTS guardrail_baselines LIKE request_stats;
 
 -- One row per mirrored request: what was served and what the shadow model said (NULL
 -- label: the shadow model failed, see shadow_error). Written in batches off the request path.
