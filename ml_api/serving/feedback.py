@@ -12,6 +12,7 @@ from assigner.store import REDIS_ERRORS, unconfirmed
 from ml_api.errors import (
     AssignmentUnknowable,
     DatabaseUnavailable,
+    InvalidRequest,
     NotAssigned,
     RequestIdsUnavailable,
     UnknownRequest,
@@ -86,4 +87,11 @@ def resolve_user(svc: "Services", req: FeedbackRequest) -> tuple[str, str]:
             "request ids cannot be resolved while Redis is away; send user_id and experiment instead") from None
     if found is None:
         raise UnknownRequest(f"request_id {req.request_id} is unknown or has expired")
-    return found
+    experiment, user_id = found
+    if req.user_id is not None and req.user_id != user_id:
+        raise InvalidRequest(f"request_id {req.request_id} was served to another user than user_id {req.user_id!r}; "
+                             "send one of them, or both of the same request")
+    if req.experiment is not None and req.experiment != experiment:
+        raise InvalidRequest(f"request_id {req.request_id} belongs to experiment {experiment!r}, "
+                             f"not {req.experiment!r}")
+    return experiment, user_id

@@ -62,6 +62,28 @@ def checked_text(name: str, value: Any, max_length: int) -> str:
     return value
 
 
+def checked_user_id(value: Any, max_length: int) -> str:
+    """A user id: a checked text without leading or trailing whitespace.
+
+    MySQL's collation compares ``"u-1"`` and ``"u-1 "`` as equal while the hash and Redis
+    tell them apart, so such ids would share one record under two variants; they are refused."""
+    user_id = checked_text("user_id", value, max_length)
+    if user_id != user_id.strip():
+        raise InvalidRequest("user_id must not begin or end with whitespace: send the id exactly as stored "
+                             f"(got {json.dumps(user_id)[:60]})")
+    return user_id
+
+
+def user_id_field(body: dict[str, Any], max_length: int, required: bool = True, why: str = "") -> str | None:
+    """The body's ``user_id`` (see ``checked_user_id``): absent is None, or refused when required."""
+    value = body.get("user_id")
+    if value is None:
+        if required:
+            raise InvalidRequest(f"user_id is required{why}")
+        return None
+    return checked_user_id(value, max_length)
+
+
 def parse_features(body: dict[str, Any]) -> list[float]:
     features = body.get("features")
     if features is None:
@@ -82,8 +104,8 @@ def parse_features(body: dict[str, Any]) -> list[float]:
 
 def parse_predict(body: dict[str, Any], default_experiment: str, max_user_id_length: int) -> PredictRequest:
     """Validate a /predict body; stickiness needs a user id, so it is required."""
-    user_id = text_field(
-        body, "user_id", max_user_id_length,
+    user_id = user_id_field(
+        body, max_user_id_length,
         why=": assignment is sticky per user, so every prediction needs the user id it is for",
     )
     experiment = text_field(body, "experiment", 64, required=False) or default_experiment
@@ -99,16 +121,19 @@ def parse_feedback(body: dict[str, Any], default_experiment: str, max_user_id_le
         raise InvalidRequest(f"outcome must be true/false or a finite number of magnitude at most {MAX_ABS_OUTCOME:g}, "
                           f"got {json.dumps(outcome)[:50]}")
     label = parse_label(body)
+    user_id = user_id_field(body, max_user_id_length, required=False)
+    experiment = text_field(body, "experiment", 64, required=False)
     request_id = body.get("request_id")
     if request_id is not None:
         if not isinstance(request_id, str) or not REQUEST_ID_PATTERN.fullmatch(request_id):
             raise InvalidRequest("request_id must be the 32 hex characters returned by /predict")
-        return FeedbackRequest(outcome=float(outcome), request_id=request_id, label=label)
-    user_id = text_field(body, "user_id", max_user_id_length, required=False)
+        # user_id and experiment may come along; they must then name the request's own (checked on resolving)
+        return FeedbackRequest(outcome=float(outcome), request_id=request_id, user_id=user_id, experiment=experiment,
+                               label=label)
     if user_id is None:
         raise InvalidRequest("give either request_id, or user_id (and experiment, default DEFAULT_EXPERIMENT)")
-    experiment = text_field(body, "experiment", 64, required=False) or default_experiment
-    return FeedbackRequest(outcome=float(outcome), user_id=user_id, experiment=experiment, label=label)
+    return FeedbackRequest(outcome=float(outcome), user_id=user_id, experiment=experiment or default_experiment,
+                           label=label)
 
 
 def parse_label(body: dict[str, Any]) -> str | None:

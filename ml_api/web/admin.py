@@ -15,7 +15,7 @@ from flask import Blueprint, request
 from ml_api.errors import InvalidRequest
 from ml_api.experiments.definitions import STATUS_OF_ACTION, describe, parse_variants
 from ml_api.services import services
-from ml_api.serving.requests import checked_text, text_field
+from ml_api.serving.requests import checked_user_id, text_field
 from ml_api.telemetry import event_kinds
 from ml_api.web.bodies import json_body
 from ml_api.web.errors import Forbidden, Unauthorized
@@ -119,7 +119,7 @@ def change_status(name: str, action: str) -> dict[str, Any]:
 @require_admin("force_variant")
 def force_variant(name: str, user_id: str) -> dict[str, Any]:
     """Force a user's variant (QA); forced users are excluded from the statistics."""
-    user_id = checked_text("user_id", user_id, services().config.max_user_id_length)
+    user_id = checked_user_id(user_id, services().config.max_user_id_length)
     variant = text_field(json_body(request), "variant", 64)
     return describe(services().experiments.force_variant(name, user_id, variant, actor()))
 
@@ -128,7 +128,7 @@ def force_variant(name: str, user_id: str) -> dict[str, Any]:
 @require_admin("clear_override")
 def clear_override(name: str, user_id: str) -> dict[str, Any]:
     """Remove a user's forced variant."""
-    user_id = checked_text("user_id", user_id, services().config.max_user_id_length)
+    user_id = checked_user_id(user_id, services().config.max_user_id_length)
     return describe(services().experiments.clear_override(name, user_id, actor()))
 
 

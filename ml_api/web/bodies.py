@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from flask import Request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ml_api.errors import InvalidJson, InvalidRequest
 from ml_api.web.errors import UnsupportedMediaType
@@ -16,7 +17,22 @@ def json_body(request: Request) -> dict[str, Any]:
     """The body as a JSON object, or an error naming the problem."""
     if not request.is_json:
         raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
-    return json_object(request.get_data(cache=True))
+    return json_object(body_bytes(request))
+
+
+def body_bytes(request: Request) -> bytes:
+    """The body, at most MAX_CONTENT_LENGTH bytes (413 beyond it), whether its length was declared or not.
+
+    For a declared length werkzeug answers 413 itself. A chunked body has none, and werkzeug
+    would cut it at the limit without a word (the cut JSON then reads as invalid): it is
+    read here, one byte past the limit, to tell "too large" from "just fits"."""
+    limit = request.max_content_length
+    if request.content_length is not None or limit is None or not request.environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=True)
+    raw = request.environ["wsgi.input"].read(limit + 1)
+    if len(raw) > limit:
+        raise RequestEntityTooLarge()
+    return raw
 
 
 def json_object(raw: bytes) -> dict[str, Any]:
