@@ -2,6 +2,7 @@
 
 import logging
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 from assigner import AssignmentSource, Experiment
@@ -27,6 +28,10 @@ INSERT_LABEL = (
 )
 
 
+# Rows per transaction when the spool is replayed: few enough locks that live writes rarely wait.
+REPLAY_TRANSACTION_ROWS = 50
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -45,7 +50,8 @@ class Recorder:
         With MySQL away the exposure goes to the spool, unless ``queued`` (an earlier request
         spooled this guess already: its user's later requests ask MySQL again)."""
         assigned_at = _now()
-        try:
+
+        def insert() -> tuple[str, AssignmentSource]:
             with self._db.connection() as conn:
                 cursor = conn.cursor()
                 cursor.execute(INSERT_EXPOSURE, (experiment.id, user_id, candidate, assigned_at))
@@ -56,6 +62,9 @@ class Recorder:
                 )
                 (variant,) = cursor.fetchone()
                 return variant, AssignmentSource.MYSQL
+
+        try:
+            return self._db.retrying(insert)  # a deadlock with a spool replay is run again
         except DatabaseUnavailable:
             if not queued:
                 self._spool.put("exposure", {"experiment_id": experiment.id, "user_id": user_id,
@@ -75,34 +84,42 @@ class Recorder:
     def record_outcome(self, outcome: dict[str, Any]) -> bool:
         """Store one outcome; spool it when MySQL is away. True when it went straight to MySQL."""
         outcome = {**outcome, "at": _now().isoformat()}
-        try:
+
+        def insert() -> None:
             with self._db.connection() as conn:
                 conn.cursor().execute(INSERT_OUTCOME, _outcome_row(outcome))
                 if outcome.get("label") is not None:  # after the outcome; a replay of both is a no-op
                     conn.cursor().execute(INSERT_LABEL, _label_row(outcome))
+
+        try:
+            self._db.retrying(insert)
             return True
         except DatabaseUnavailable:
             self._spool.put("outcome", outcome)
             return False
 
     def write_spooled(self, records: list[Record]) -> None:
-        """Deliver a batch from the spool in one transaction (idempotent on replay)."""
-        exposures = [
+        """Deliver a batch from the spool (idempotent on replay, so a batch cut short is sent again whole).
+
+        In small transactions, exposures before outcomes (an outcome refers to its exposure), each
+        kind in key order: live requests write one row at a time, and a replay that held many
+        row locks at once would deadlock with them; a conflict that remains is run again."""
+        exposures = sorted(
             (p["experiment_id"], p["user_id"], p["variant"], datetime.fromisoformat(p["at"]))
             for kind, p in records
             if kind == "exposure"
-        ]
-        outcomes = [_outcome_row(p) for kind, p in records if kind == "outcome"]
-        labels = [_label_row(p) for kind, p in records if kind == "outcome" and p.get("label") is not None]
+        )
+        outcomes = sorted(_outcome_row(p) for kind, p in records if kind == "outcome")
+        labels = sorted(_label_row(p) for kind, p in records if kind == "outcome" and p.get("label") is not None)
+        for statement, rows in ((INSERT_EXPOSURE, exposures), (INSERT_OUTCOME, outcomes), (INSERT_LABEL, labels)):
+            for start in range(0, len(rows), REPLAY_TRANSACTION_ROWS):
+                self._db.retrying(partial(self._write_rows, statement, rows[start:start + REPLAY_TRANSACTION_ROWS]))
+
+    def _write_rows(self, statement: str, rows: list[tuple]) -> None:
         with self._db.transaction() as conn:
             cursor = conn.cursor()
-            # Exposures first: an outcome in the same batch refers to them.
-            for row in exposures:
-                cursor.execute(INSERT_EXPOSURE, row)
-            for row in outcomes:
-                cursor.execute(INSERT_OUTCOME, row)
-            for row in labels:
-                cursor.execute(INSERT_LABEL, row)
+            for row in rows:
+                cursor.execute(statement, row)
 
     def variant_counts(self, experiment_id: int) -> dict[str, dict[str, int]]:
         """Users exposed and outcomes recorded, per variant."""

@@ -240,7 +240,14 @@ class ExperimentRepository:
         self, name: str, action: str, actor: str, apply: Callable[[MySQLConnectionAbstract, Experiment], None]
     ) -> Experiment:
         """Run ``apply`` in one transaction that locks the experiment, bumps its version and
-        appends a history row with the definition before and after; returns the new one."""
+        appends a history row with the definition before and after; returns the new one.
+
+        A deadlock or lock wait timeout runs the whole transaction again (``Database.retrying``)."""
+        return self._db.retrying(lambda: self._apply_once(name, action, actor, apply))
+
+    def _apply_once(
+        self, name: str, action: str, actor: str, apply: Callable[[MySQLConnectionAbstract, Experiment], None]
+    ) -> Experiment:
         with self._db.transaction() as conn:
             cursor = conn.cursor()
             cursor.execute("SELECT id FROM experiments WHERE name = %s FOR UPDATE", (name,))

@@ -6,11 +6,13 @@ away, so a MySQL restart heals without restarting the gateway.
 """
 
 import queue
+import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import mysql.connector
 from mysql.connector.abstracts import MySQLConnectionAbstract
@@ -27,6 +29,13 @@ PING_AFTER_IDLE_SECONDS = 30
 RETRY_AFTER_SECONDS = 1.0
 # Errors that mean "MySQL is not there (right now)", as opposed to a bug in a statement.
 UNAVAILABLE = (mysql.connector.errors.OperationalError, mysql.connector.errors.InterfaceError)
+# Deadlock and lock wait timeout: MySQL rolled the statement (or transaction) back and it may
+# simply be run again. Neither says anything about MySQL being away.
+CONFLICT_ERRNOS = frozenset({1213, 1205})
+CONFLICT_ATTEMPTS = 4
+CONFLICT_BACKOFF_SECONDS = 0.01  # the first pause; it doubles, with jitter, at each attempt
+
+T = TypeVar("T")
 
 
 class Database:
@@ -106,6 +115,25 @@ class Database:
                     pass  # the connection is gone; MySQL rolls the transaction back itself
                 raise
             conn.commit()
+
+    def retrying(self, operation: Callable[[], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
+        """``operation()`` (which opens its own connection or transaction), run again after a deadlock
+        or a lock wait timeout, with a short jittered backoff.
+
+        When the conflict outlasts the attempts it is DatabaseUnavailable, the transient failure
+        callers already handle (a record goes to the spool, an answer is a 503), never a 500.
+        It does not trip the circuit breaker: MySQL is there, only busy."""
+        for attempt in range(attempts):
+            try:
+                return operation()
+            except mysql.connector.Error as exc:
+                if exc.errno not in CONFLICT_ERRNOS:
+                    raise
+                DEPENDENCY_ERRORS.labels("mysql").inc()
+                if attempt == attempts - 1:
+                    raise DatabaseUnavailable(f"MySQL kept reporting a conflict: {exc}") from exc
+                time.sleep(random.uniform(0.5, 1.5) * CONFLICT_BACKOFF_SECONDS * 2 ** attempt)
+        raise AssertionError("unreachable")
 
     def ping(self) -> None:
         """Raise DatabaseUnavailable unless a trivial query succeeds."""
