@@ -81,6 +81,11 @@ class Recorder:
             row = cursor.fetchone()
         return row[0] if row else None
 
+    def find_spooled(self, experiment_id: int, user_id: str) -> str | None:
+        """The variant of the user's first exposure if it still waits in this host's spool."""
+        exposure = self._spool.find("exposure", experiment_id=experiment_id, user_id=user_id)
+        return exposure["variant"] if exposure else None
+
     def record_outcome(self, outcome: dict[str, Any]) -> bool:
         """Store one outcome; spool it when MySQL is away. True when it went straight to MySQL."""
         outcome = {**outcome, "at": _now().isoformat()}

@@ -74,6 +74,16 @@ class Spool:
             )
             conn.execute("COMMIT")
 
+    def find(self, kind: str, **fields: Any) -> dict[str, Any] | None:
+        """The oldest pending record of ``kind`` whose payload has these field values, or None.
+
+        A scan of what waits (an outage's worth at most); used off the hot path."""
+        conditions = " AND ".join(f"json_extract(payload, '$.{name}') = ?" for name in fields)
+        with self._open() as conn:
+            row = conn.execute(f"SELECT payload FROM pending WHERE kind = ? AND {conditions} ORDER BY id LIMIT 1",
+                               (kind, *fields.values())).fetchone()
+        return json.loads(row[0]) if row else None
+
     def size(self) -> int:
         with self._open() as conn:
             return conn.execute("SELECT COUNT(*) FROM pending").fetchone()[0]

@@ -59,21 +59,36 @@ def record_feedback(svc: "Services", body: dict[str, Any]) -> dict[str, Any]:
 
 
 def assigned_variant(svc: "Services", experiment_id: int, user_id: str) -> str | None:
-    """The variant of the user's first exposure: MySQL's record, else the sticky cache.
+    """The variant of the user's first exposure, from any store that knows it; None when none does.
 
-    With MySQL away the cache answers, and the outcome waits in the spool; with both
-    away nobody can tell the user's variant, so the caller is asked to retry.
+    MySQL's record first, then this worker's memory of confirmed assignments. A served user
+    may not be in MySQL yet: their exposure can wait in this host's spool (MySQL was away,
+    or is just back and the spool not yet drained), and the sticky cache holds what the
+    request was served. Only when every store answered and
+    none knows the user is the answer "never assigned"; when a store that could know is
+    away, nobody can tell, and the caller is asked to retry (AssignmentUnknowable, a 503).
     """
+    away = []
     try:
-        return svc.recorder.find_assignment(experiment_id, user_id)
+        variant = svc.recorder.find_assignment(experiment_id, user_id)
+        if variant is not None:
+            return variant
     except DatabaseUnavailable:
-        pass
+        away.append("MySQL")
+    variant = (svc.memory.recall(experiment_id, user_id) if svc.memory else None) or svc.recorder.find_spooled(
+        experiment_id, user_id)
+    if variant is not None:
+        return variant
     try:
         cached = svc.store.get(experiment_id, user_id)
+        if cached is not None:
+            return unconfirmed(cached) or cached  # a guess made while MySQL was away: the variant served
     except StoreUnavailable:
+        away.append("Redis")
+    if away:
         raise AssignmentUnknowable(
-            "neither MySQL nor Redis can tell this user's variant right now; retry shortly") from None
-    return unconfirmed(cached) or cached  # a guess made while MySQL was away is all there is
+            f"{' and '.join(away)} cannot be asked for this user's variant right now; retry shortly")
+    return None
 
 
 def resolve_user(svc: "Services", req: FeedbackRequest) -> tuple[str, str]:

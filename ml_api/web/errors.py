@@ -46,6 +46,8 @@ TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     errors.AssignmentUnknowable: (503, "dependencies_unavailable", None),
 }
 INTERNAL_ERROR = 500, "internal_error", "the gateway failed to handle this request; it was logged"
+# What a 503 tells clients to wait: about the circuit breaker's pause and a spool delivery.
+RETRY_AFTER_SECONDS = 1
 
 
 def error_body(error: str, detail: str) -> dict[str, str]:
@@ -67,6 +69,11 @@ def error_reply(exc: BaseException) -> tuple[int, dict[str, Any]]:
     """The status and the body that answer ``exc``."""
     status, code, detail = describe_error(exc)
     return status, error_body(code, detail)
+
+
+def error_headers(status: int) -> list[tuple[str, str]]:
+    """Headers of an error answer: a 503 says when to try again."""
+    return [("Retry-After", str(RETRY_AFTER_SECONDS))] if status == 503 else []
 
 
 def event_fields_of(exc: BaseException) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from ml_api.services import Services
 from ml_api.telemetry import event_kinds, metrics
-from ml_api.web.errors import error_body, error_reply, event_fields_of
+from ml_api.web.errors import error_body, error_headers, error_reply, event_fields_of
 
 # Failures of these paths emit an ``error`` event (successes emit their own event).
 TRACKED_PATHS = frozenset({"/predict", "/feedback"})
@@ -33,12 +33,12 @@ def install(app: Flask, svc: Services) -> None:
     """The error handlers and the after-request hook of the Flask path."""
 
     @app.errorhandler(Exception)
-    def handle_error(exc: Exception) -> tuple[dict[str, str], int]:
+    def handle_error(exc: Exception) -> tuple[dict[str, str], int] | tuple[dict[str, str], int, list]:
         if isinstance(exc, HTTPException):  # werkzeug's own: 404 route, 405, 413
             return http_exception_body(exc), exc.code or 500
         status, body = error_reply(exc)
         g.error_event_fields = event_fields_of(exc)
-        return body, status
+        return body, status, error_headers(status)
 
     @app.after_request
     def after_request(response: Response) -> Response:  # one hook: Flask pays for each hook on every request

@@ -18,7 +18,7 @@ from typing import Any
 from ml_api.services import Services
 from ml_api.serving.predict import answer
 from ml_api.web.bodies import json_object
-from ml_api.web.errors import error_reply, event_fields_of
+from ml_api.web.errors import error_headers, error_reply, event_fields_of
 from ml_api.web.finish import finish_request
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -48,7 +48,7 @@ class PredictLane:
         status, reply = self.respond(environ["wsgi.input"].read(length))
         payload = self.encode(reply)
         start_response(STATUS_LINES[status], [("Content-Type", "application/json"),
-                                              ("Content-Length", str(len(payload)))])
+                                              ("Content-Length", str(len(payload))), *error_headers(status)])
         return [payload]
 
     def body_length(self, environ: dict[str, Any]) -> int | None:

@@ -3,6 +3,8 @@ distinct user id is a distinct user in the hash, Redis and MySQL alike."""
 
 import unicodedata
 
+from tests.netproxy import TcpProxy
+
 IRIS = [5.1, 3.5, 1.4, 0.2]
 
 
@@ -48,3 +50,34 @@ def test_ids_that_differ_by_trailing_space_case_or_normalization_are_never_one_r
                        " AND o.user_id = a.user_id WHERE e.name = %s GROUP BY a.user_id", (experiment,))
         rows = dict(cursor.fetchall())
     assert sorted(rows) == sorted(users) and set(rows.values()) == {1}, rows
+
+
+def test_a_served_user_whose_exposure_still_waits_in_the_spool_is_not_refused(app, client, make_experiment):
+    """MySQL is back but has not received the exposure yet: the spool knows the user."""
+    svc = app.extensions["ml_api"]
+    experiment = svc.experiments.get(make_experiment())
+    svc.spool.put("exposure", {"experiment_id": experiment.id, "user_id": "spooled-1", "variant": "variation",
+                               "at": "2026-01-01T00:00:00"})
+    accepted = feedback(client, user_id="spooled-1", experiment=experiment.name)
+    assert accepted.status_code == 202 and accepted.get_json()["variant"] == "variation"
+    assert feedback(client, user_id="never-served", experiment=experiment.name).status_code == 404
+
+
+def test_with_mysql_away_a_user_nobody_reachable_knows_gets_retry_later_not_never_assigned(
+        make_app, overrides, config, make_experiment):
+    proxy = TcpProxy(config.mysql.host, config.mysql.port)
+    try:
+        app = make_app(MYSQL_PORT=str(proxy.port))
+        svc, client = app.extensions["ml_api"], app.test_client()
+        experiment = make_experiment()
+        assert predict(client, experiment, "served-1").status_code == 200  # definitions loaded, user confirmed
+        svc.redis.delete(*svc.redis.keys(f"{overrides['REDIS_KEY_PREFIX']}:*"))  # the cache was flushed
+        proxy.cut()
+        remembered = feedback(client, user_id="served-1", experiment=experiment)
+        assert remembered.status_code == 202, "the worker's memory knows the served user"
+        unknown = feedback(client, user_id="served-elsewhere", experiment=experiment)
+        assert unknown.status_code == 503, unknown.get_json()
+        assert unknown.get_json()["error"] == "dependencies_unavailable" and unknown.headers["Retry-After"] == "1"
+        assert "MySQL" in unknown.get_json()["detail"]
+    finally:
+        proxy.close()
