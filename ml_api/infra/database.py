@@ -53,35 +53,42 @@ class Database:
             charset="utf8mb4", collation="utf8mb4_bin", time_zone="+00:00",
         )
 
-    def _checkout(self) -> MySQLConnectionAbstract:
+    def _checkout(self) -> tuple[MySQLConnectionAbstract, bool]:
+        """A connection, and whether it was reused from the pool (False: connected just now)."""
         try:
             conn, idle_since = self._idle.get_nowait()
         except queue.Empty:
-            return self._connect()
+            return self._connect(), False
         if time.monotonic() - idle_since > PING_AFTER_IDLE_SECONDS:
             conn.ping(reconnect=True, attempts=1)
-        return conn
+        return conn, True
 
     @contextmanager
     def connection(self) -> Iterator[MySQLConnectionAbstract]:
         """A connection in autocommit mode; unavailability becomes DatabaseUnavailable.
 
         After a failure, calls fail at once for RETRY_AFTER_SECONDS (a circuit breaker), so
-        an unreachable MySQL costs requests nothing while the spool takes their records.
+        an unreachable MySQL costs requests nothing while the spool takes their records. Only
+        a failure of a connection made for this call trips it: a pooled connection that fails
+        (MySQL restarted, or closed it) fails this call alone, and the pool is emptied so the
+        next call connects afresh; a busy pool fails the call without tripping it either.
         """
         if time.monotonic() < self._down_until:
             raise DatabaseUnavailable("MySQL failed recently; retrying shortly")
         if not self._slots.acquire(timeout=CONNECT_TIMEOUT_SECONDS):
             raise DatabaseUnavailable(f"all {self.settings.pool_size} MySQL connections are busy")
         conn = None
-        healthy = False
+        reused = healthy = False
         try:
-            conn = self._checkout()
+            conn, reused = self._checkout()
             yield conn
             healthy = True
         except UNAVAILABLE as exc:
-            self._down_until = time.monotonic() + RETRY_AFTER_SECONDS
             DEPENDENCY_ERRORS.labels("mysql").inc()
+            if reused:
+                self.close()  # its idle siblings are likely as stale
+            else:
+                self._down_until = time.monotonic() + RETRY_AFTER_SECONDS
             raise DatabaseUnavailable(str(exc)) from exc
         except mysql.connector.Error:
             healthy = True  # a statement failed; the connection itself is fine

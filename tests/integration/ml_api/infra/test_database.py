@@ -2,6 +2,10 @@
 
 import threading
 
+import mysql.connector
+import pytest
+
+from ml_api.errors import DatabaseUnavailable
 from ml_api.infra.database import Database
 
 
@@ -45,3 +49,21 @@ def test_two_transactions_locking_rows_in_opposite_order_both_complete(db: Datab
     finally:
         with db.connection() as conn:
             conn.cursor().execute("DROP TABLE deadlock_probe")
+
+
+def test_one_stale_pooled_connection_fails_one_call_not_the_next_second(db: Database, base_config):
+    """MySQL closed a pooled connection (a restart, wait_timeout, a killed session): only the call
+    that met it fails; the next call connects afresh instead of meeting the circuit breaker."""
+    with db.connection() as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT CONNECTION_ID()")
+        (session,) = cursor.fetchone()
+    s = base_config.mysql
+    admin = mysql.connector.connect(host=s.host, port=s.port, user=s.user, password=s.password, autocommit=True)
+    try:
+        admin.cursor().execute(f"KILL CONNECTION {int(session)}")
+    finally:
+        admin.close()
+    with pytest.raises(DatabaseUnavailable):
+        db.ping()  # the pooled connection is gone
+    db.ping()  # at once: a fresh connection, no "MySQL failed recently"
