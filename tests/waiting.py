@@ -30,3 +30,11 @@ def wait_until(condition: Callable[[], T], timeout: float = 30.0, interval: floa
             text = message() if callable(message) else message
             raise AssertionError(f"{text} (waited {timeout:g} s; last answer: {reprlib.repr(answer)})")
         time.sleep(interval)
+
+
+def wait_until_moment(moment: float) -> None:
+    """Wait until ``time.monotonic()`` reaches ``moment``: for the few tests where the passage of time is
+    itself what is tested (a quiet period, a promised bound, a request schedule). A late wake-up only
+    moves later, which such tests allow; it never shortens the time that passed."""
+    wait_until(lambda: time.monotonic() >= moment, timeout=max(0.0, moment - time.monotonic()) + 30,
+               interval=min(0.05, max(0.001, moment - time.monotonic())), message="the clock never reached the moment")

@@ -15,6 +15,7 @@ import requests
 from assigner import ExperimentStatus
 from ml_api.experiments.definitions import VariantSpec
 from tests.conftest import Gateway, start_gateway
+from tests.waiting import wait_until_moment
 
 REFRESH_SECONDS = 0.3
 LULL_SECONDS = 1.0  # longer than the refresh interval: every worker's definitions are due
@@ -40,11 +41,10 @@ def burst_after_a_lull(gateway: Gateway, warm_experiment: str, change: Callable[
     """Warm every worker, stay quiet, make ``change``, wait out the promised bound, then send a burst."""
     for i in range(8):
         assert predict(gateway.url, warm_experiment, f"warm-{i}").status_code == 200
-    time.sleep(LULL_SECONDS)  # the quiet moment is the condition under test
+    wait_until_moment(time.monotonic() + LULL_SECONDS)  # the quiet moment is the condition under test
     change()
-    committed = time.monotonic()
     # The promise is about requests that start after the bound: waiting it out is the test, not a guess.
-    time.sleep(max(0.0, committed + REFRESH_SECONDS + 0.05 - time.monotonic()))
+    wait_until_moment(time.monotonic() + REFRESH_SECONDS + 0.05)
     users = [f"burst-{secrets.token_hex(4)}" for _ in range(BURST)]
     with ThreadPoolExecutor(BURST) as pool:
         responses = list(pool.map(lambda user: predict(gateway.url, experiment, user), users))

@@ -25,7 +25,7 @@ from ml_api.experiments.repository import ExperimentRepository
 from ml_api.rollout.shadow import is_mirrored
 from tests.conftest import Gateway, read_events, start_gateway
 from tests.model_doubles import FailingModel, SlowModel, with_models
-from tests.waiting import wait_until
+from tests.waiting import wait_until, wait_until_moment
 
 TOKEN = "e2e-rollout-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Actor": "e2e"}
@@ -34,6 +34,7 @@ SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "logstash" / "event.s
 PERCENT = 30
 REQUESTS_PER_PHASE = 120
 STRICT_P = 1e-3
+PACED_RATE = 80  # requests a second while waiting for a guardrail pause
 
 
 @pytest.fixture
@@ -180,13 +181,16 @@ def test_a_ramp_advances_once_per_step_and_keeps_everyone_who_was_in(gateway, re
 
 
 def requests_until_paused(gateway, name: str, prefix: str, limit: int = 1500) -> int:
-    """Paced requests of new users until one is answered as paused; how many it took (all answered)."""
+    """Paced requests of new users until one is answered as paused; how many it took (all answered).
+
+    About 80 requests a second, on a schedule: a count of requests then stands for a time."""
+    started = time.monotonic()
     for sent in range(1, limit + 1):
+        wait_until_moment(started + (sent - 1) / PACED_RATE)
         body, _ = predict(gateway, name, f"{prefix}-{sent}")
         assert body["fallback"] is (body["variant"] == "variation" and body["in_experiment"])
         if body["experiment_status"] == "paused":
             return sent
-        time.sleep(0.01)  # pacing, not a wait: about 80 requests a second
     raise AssertionError(f"not paused after {limit} requests")
 
 
