@@ -3,9 +3,16 @@ CLI raise. None of them knows HTTP; ``ml_api.web.errors`` maps each to a status 
 in one table, which the HTTP surface, the CLI and the report command all use.
 """
 
+from typing import Any
+
 
 class GatewayError(Exception):
-    """An error a caller can be told about; the message says what was wrong."""
+    """An error a caller can be told about; the message says what was wrong.
+
+    ``event_fields`` holds what the failing code knew (the experiment and the variant), for
+    the request's error event; None when it knew nothing worth adding."""
+
+    event_fields: dict[str, Any] | None = None
 
 
 class InvalidRequest(GatewayError):

@@ -214,8 +214,15 @@ class Gateway:
 
     def children(self) -> set[int]:
         """The arbiter's child processes right now (during a reload, old and new workers)."""
-        found = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
-        return {int(pid) for pid in found.split()}
+        children = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):  # read from /proc: no procps tool needed
+            try:
+                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])  # after "(comm)": state, ppid
+            except (OSError, IndexError, ValueError):
+                continue  # the process ended meanwhile
+            if parent == self.process.pid:
+                children.add(int(stat.parent.name))
+        return children
 
     def worker_pids(self) -> set[int]:
         """The worker processes, once all have started (/health answers as soon as the first one does)."""

@@ -61,13 +61,16 @@ def record_feedback(svc: "Services", body: dict[str, Any]) -> dict[str, Any]:
 def assigned_variant(svc: "Services", experiment_id: int, user_id: str) -> str | None:
     """The variant of the user's first exposure, from any store that knows it; None when none does.
 
-    MySQL's record first, then this worker's memory of confirmed assignments. A served user
-    may not be in MySQL yet: their exposure can wait in this host's spool (MySQL was away,
-    or is just back and the spool not yet drained), and the sticky cache holds what the
-    request was served. Only when every store answered and
-    none knows the user is the answer "never assigned"; when a store that could know is
-    away, nobody can tell, and the caller is asked to retry (AssignmentUnknowable, a 503).
+    This worker's memory of confirmed assignments first (what MySQL said, without asking it
+    again), then MySQL's record. A served user may not be in MySQL yet: their exposure can
+    wait in this host's spool (MySQL was away, or is just back and the spool not yet
+    drained), and the sticky cache holds what the request was served. Only when every store
+    answered and none knows the user is the answer "never assigned"; when a store that
+    could know is away, nobody can tell, and the caller is asked to retry
+    (AssignmentUnknowable, a 503).
     """
+    if svc.memory is not None and (remembered := svc.memory.recall(experiment_id, user_id)) is not None:
+        return remembered
     away = []
     try:
         variant = svc.recorder.find_assignment(experiment_id, user_id)
@@ -75,8 +78,7 @@ def assigned_variant(svc: "Services", experiment_id: int, user_id: str) -> str |
             return variant
     except DatabaseUnavailable:
         away.append("MySQL")
-    variant = (svc.memory.recall(experiment_id, user_id) if svc.memory else None) or svc.recorder.find_spooled(
-        experiment_id, user_id)
+    variant = svc.recorder.find_spooled(experiment_id, user_id)
     if variant is not None:
         return variant
     try:

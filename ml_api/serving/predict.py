@@ -30,7 +30,7 @@ def answer(svc: "Services", body: dict[str, Any]) -> dict[str, Any]:
     try:
         model, prediction, fallback, model_error = serve(svc, experiment, assignment, req)
     except ModelUnavailable as exc:
-        exc.event_fields = event_kinds.failed_experiment(experiment, assignment)  # type: ignore[attr-defined]
+        exc.event_fields = event_kinds.failed_experiment(experiment, assignment)
         if assignment.in_experiment:  # no model could answer: an error against the guardrails
             svc.request_stats.record(experiment.id, assignment.variant, (time.perf_counter() - started) * 1000,
                                      error=True)

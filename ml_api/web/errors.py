@@ -39,7 +39,8 @@ TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     UnsupportedMediaType: (415, "unsupported_media_type", None),
     errors.InvalidDefinition: (422, "invalid_definition", None),
     # The connector's own message names hosts and ports: logged, not told to clients.
-    errors.DatabaseUnavailable: (503, "database_unavailable", "experiments live in MySQL, which is unreachable"),
+    errors.DatabaseUnavailable: (503, "database_unavailable",
+                                 "MySQL, which holds the experiments, cannot answer right now; retry shortly"),
     errors.DefinitionsUnavailable: (503, "definitions_unavailable", None),
     errors.ModelUnavailable: (503, "model_unavailable", None),
     errors.RequestIdsUnavailable: (503, "cache_unavailable", None),

@@ -33,11 +33,13 @@ def install(app: Flask, svc: Services) -> None:
     """The error handlers and the after-request hook of the Flask path."""
 
     @app.errorhandler(Exception)
-    def handle_error(exc: Exception) -> tuple[dict[str, str], int] | tuple[dict[str, str], int, list]:
+    def handle_error(exc: Exception) -> tuple[dict[str, Any], int, list[tuple[str, str]]]:
         if isinstance(exc, HTTPException):  # werkzeug's own: 404 route, 405, 413
-            return http_exception_body(exc), exc.code or 500
-        status, body = error_reply(exc)
-        g.error_event_fields = event_fields_of(exc)
+            status, body = exc.code or 500, http_exception_body(exc)
+        else:
+            status, body = error_reply(exc)
+            g.error_event_fields = event_fields_of(exc)
+        g.error_body = body  # for the error event: not parsed back from the response
         return body, status, error_headers(status)
 
     @app.after_request
@@ -45,7 +47,7 @@ def install(app: Flask, svc: Services) -> None:
         status = response.status_code
         rule = request.url_rule
         finish_request(svc, request.method, rule.rule if rule is not None else UNMATCHED, request.path, status,
-                       response.get_json(silent=True) if status >= 400 else None, g.get("error_event_fields", {}))
+                       g.get("error_body"), g.get("error_event_fields", {}))
         return response
 
 
