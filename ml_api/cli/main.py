@@ -28,6 +28,7 @@ from ml_api.errors import GatewayError
 from ml_api.experiments.definitions import STATUS_OF_ACTION, VariantSpec, describe
 from ml_api.experiments.repository import ExperimentRepository
 from ml_api.infra.database import Database, apply_schema
+from ml_api.serving.requests import checked_user_id
 
 DEMO_VARIANTS = [VariantSpec("control", 50, "logreg"), VariantSpec("variation", 50, "forest")]
 
@@ -112,10 +113,12 @@ def run(args: argparse.Namespace, config: Config) -> object:
             return describe(repo.set_weights(args.name, dict(args.weights), actor))
         case "set-traffic":
             return describe(repo.set_traffic_allocation(args.name, args.allocation, actor))
-        case "force":
-            return describe(repo.force_variant(args.name, args.user_id, args.variant, actor))
+        case "force":  # the same user id rules as the API's
+            user_id = checked_user_id(args.user_id, config.max_user_id_length)
+            return describe(repo.force_variant(args.name, user_id, args.variant, actor))
         case "unforce":
-            return describe(repo.clear_override(args.name, args.user_id, actor))
+            user_id = checked_user_id(args.user_id, config.max_user_id_length)
+            return describe(repo.clear_override(args.name, user_id, actor))
         case command if command in rollout_cli.COMMANDS:
             return rollout_cli.run(args, repo, config)
     raise AssertionError(args.command)
