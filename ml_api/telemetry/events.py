@@ -5,19 +5,21 @@ Delivery path and guarantees:
 1. ``emit`` appends the event's nested fields (``event_kinds``) to an in-memory queue: no
    encoding, no lock, no network, no exception into the request.
 2. A background thread per worker takes what was queued every ``BATCH_WINDOW_SECONDS``,
-   drops the unknown (None) values and serialises it, and sends it to Logstash over TCP as JSON lines (through
-   python-logstash-async's TCP transport), or appends it to the JSON-lines file
+   drops the unknown (None) values and serialises it, and POSTs it as JSON lines to
+   Logstash's http input (``logstash_http``), or appends it to the JSON-lines file
    ``EVENT_FILE`` when ``LOGSTASH_HOST`` is empty.
-3. A batch the destination does not take goes to a SQLite buffer on local disk
+3. A batch the destination does not acknowledge goes to a SQLite buffer on local disk
    (``EVENT_BUFFER_PATH``, shared by every worker of the host), and so does everything
    for the next ``SHIP_INTERVAL_SECONDS``; the same thread drains the buffer to the
-   destination once it answers again. A batch leaves the buffer only after it was sent;
-   the buffer lock is held while sending, so no two workers send the same batch. So the
-   disk is written only while the destination is away.
+   destination once it answers again. A batch leaves the buffer only after the
+   destination acknowledged it (Logstash answers 200 once every event of the request is
+   in its persistent queue); the buffer lock is held while sending, so no two workers
+   send the same batch. So the disk is written only while the destination is away.
 
-Delivery is **at least once**: a send that fails half-way is retried whole. Each event
+Delivery is **at least once**: a batch that was not acknowledged (the receiver died
+half-way, answered 429 or 5xx, or did not answer in time) is sent again whole. Each event
 carries a unique ``event.id``, which the Logstash pipeline uses as the Elasticsearch
-document id, so a retried event overwrites itself instead of counting twice.
+document id, so a resent event overwrites itself instead of counting twice.
 """
 
 import logging
@@ -31,11 +33,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-from logstash_async.transport import TcpTransport
 
 from ml_api.infra.background import current_pid
 from ml_api.infra.random_hex import RandomHex
 from ml_api.infra.spool import Record, Spool
+from ml_api.telemetry.logstash_http import LogstashHttpDestination
 
 log = logging.getLogger(__name__)
 
@@ -89,20 +91,7 @@ _second: tuple[int, str] = (-1, "")
 
 class Destination(Protocol):
     def send(self, lines: list[bytes]) -> None:
-        """Deliver every line or raise."""
-
-
-class LogstashDestination:
-    """Logstash's tcp input with the json_lines codec."""
-
-    def __init__(self, host: str, port: int, timeout: float = 2.0) -> None:
-        self._transport = TcpTransport(
-            host, port, ssl_enable=False, ssl_verify=False, ssl_verify_flags=None,
-            keyfile=None, certfile=None, ca_certs=None, timeout=timeout,
-        )
-
-    def send(self, lines: list[bytes]) -> None:
-        self._transport.send(lines)
+        """Return only once every line is stored by the receiver; raise otherwise."""
 
 
 class FileDestination:
@@ -197,7 +186,7 @@ class EventEmitter:
         return True
 
     def _encode_batch(self) -> list[bytes]:
-        """Up to SHIP_BATCH queued events, encoded (one connection to Logstash per batch)."""
+        """Up to SHIP_BATCH queued events, encoded (one request to Logstash per batch)."""
         lines: list[bytes] = []
         while self._queued and len(lines) < SHIP_BATCH:
             lines.append(self._encode(self._queued.popleft()))
@@ -247,7 +236,7 @@ def create_emitter(
 ) -> EventEmitter:
     """Logstash when a host is configured, else the JSON-lines file."""
     destination: Destination = (
-        LogstashDestination(logstash_host, logstash_port) if logstash_host else FileDestination(event_file)
+        LogstashHttpDestination(logstash_host, logstash_port) if logstash_host else FileDestination(event_file)
     )
     return EventEmitter(Spool(buffer_path, synchronous="NORMAL"), destination, service_version)
 

@@ -1,9 +1,7 @@
-"""Events from a real gunicorn gateway to a loopback listener that speaks what Logstash's
-tcp input with the json_lines codec speaks: one JSON document per line over TCP."""
+"""Events from a real gunicorn gateway to a stand-in for Logstash's http input
+(``tests/logstash_standin.py``): JSON lines POSTed, stored once acknowledged."""
 
 import json
-import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,49 +11,11 @@ import pytest
 import requests
 
 from tests.conftest import free_port, request_id, start_gateway
+from tests.logstash_standin import StandInLogstash
 from tests.waiting import wait_until
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "logstash" / "event.schema.json").read_text())
 IRIS = [6.3, 2.9, 5.6, 1.8]
-
-
-class JsonLinesListener:
-    """A minimal Logstash tcp/json_lines stand-in that can be stopped and started again."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.events: list[dict] = []
-        self._lock = threading.Lock()
-        self._server: socket.socket | None = None
-
-    def start(self) -> None:
-        self._server = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
-        self._server.settimeout(0.2)
-        self._running = True
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def stop(self) -> None:
-        self._running = False
-        self._server.close()
-
-    def _accept(self) -> None:
-        while self._running:
-            try:
-                conn, _ = self._server.accept()
-            except (TimeoutError, OSError):
-                continue
-            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
-
-    def _read(self, conn: socket.socket) -> None:
-        with conn, conn.makefile("rb") as lines:
-            for line in lines:
-                with self._lock:
-                    self.events.append(json.loads(line))
-
-    def received(self) -> list[dict]:
-        """The events received so far."""
-        with self._lock:
-            return list(self.events)
 
 
 def by_action(events: list[dict], action: str) -> list[dict]:
@@ -64,10 +24,9 @@ def by_action(events: list[dict], action: str) -> list[dict]:
 
 @pytest.fixture
 def listener():
-    server = JsonLinesListener(free_port())
+    server = StandInLogstash(free_port())
     yield server
-    if server._server is not None:
-        server.stop()
+    server.stop()
 
 
 @pytest.fixture
@@ -90,11 +49,11 @@ def test_every_request_yields_exactly_one_valid_event(listener, shipping_gateway
     bad = shipping_gateway.post("/predict", {"features": IRIS, "experiment": experiment})
     assert bad.status_code == 400
 
-    wait_until(lambda: len(listener.received()) >= 42, message="42 events received")
+    wait_until(lambda: len(listener.events()) >= 42, message="42 events received")
     # Anything beyond the expected 42 would be a duplicate. Each worker ships its events in order, so
     # once every worker's event of a later marker request is in, any duplicate of that worker's is too.
-    markers = shipping_gateway.reach_every_worker(experiment, "predict", events=listener.received)
-    events = [e for e in listener.received() if request_id(e) not in markers]
+    markers = shipping_gateway.reach_every_worker(experiment, "predict", events=listener.events)
+    events = [e for e in listener.events() if request_id(e) not in markers]
     validator = jsonschema.Draft202012Validator(SCHEMA)
     for event in events:
         assert not list(validator.iter_errors(event)), event
@@ -125,7 +84,29 @@ def test_events_wait_on_disk_while_logstash_is_down(listener, shipping_gateway, 
     listener.start()  # Logstash comes back
 
     def missing() -> set[str]:
-        return request_ids - {e["http"]["request"]["id"] for e in by_action(listener.received(), "predict")}
+        return request_ids - {e["http"]["request"]["id"] for e in by_action(listener.events(), "predict")}
 
     wait_until(lambda: not missing(),
                message=lambda: f"{len(missing())} of {len(request_ids)} events lost (requests took {elapsed:.1f}s)")
+
+
+def test_logstash_dying_in_the_middle_of_batches_under_load_loses_no_event(listener, shipping_gateway,
+                                                                          make_experiment):
+    listener.start()
+    experiment = make_experiment()
+    request_ids: set[str] = set()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for round_ in range(3):  # die half-way through a batch, restart, go on
+            listener.crash_during_next_batches(1)
+            answers = list(pool.map(lambda n: predict(shipping_gateway, experiment, f"crash-{round_}-{n}"),
+                                    range(200)))
+            assert [a.status_code for a in answers] == [200] * len(answers)
+            request_ids |= {a.json()["request_id"] for a in answers}
+            wait_until(lambda: not listener.running, message="the receiver never got a batch to die in")
+            listener.start()
+
+    def missing() -> set[str]:
+        return request_ids - {e["http"]["request"]["id"] for e in by_action(listener.events(), "predict")}
+
+    wait_until(lambda: not missing(), message=lambda: f"{len(missing())} of {len(request_ids)} events lost")
+    assert listener.crashes == 3

@@ -26,12 +26,21 @@ def settings() -> dict:
     return yaml.safe_load((LOGSTASH / "config" / "logstash.yml").read_text(encoding="utf-8"))
 
 
-def test_tcp_input_listens_on_logstash_port_with_json_lines(pipeline, api_env) -> None:
-    (tcp,) = pipeline["input"]
-    assert tcp.name == "tcp"
-    assert tcp.settings["port"] == int(api_env["LOGSTASH_PORT"])
-    assert tcp.settings["codec"] == "json_lines"
-    assert tcp.settings.get("mode", "server") == "server"
+def test_http_input_listens_on_logstash_port_and_reads_json_lines(pipeline, api_env) -> None:
+    (http,) = pipeline["input"]
+    assert http.name == "http", "an input that acknowledges what it stored (the gateway waits for its 200)"
+    assert http.settings["port"] == int(api_env["LOGSTASH_PORT"])
+    assert http.settings["codec"] == "json_lines"
+    assert http.settings["additional_codecs"] == {}, "no other codec picked by Content-Type"
+
+
+def test_http_input_adds_nothing_to_the_event(pipeline) -> None:
+    """The event's own http.*, url.* and host.* describe the request the gateway served;
+    the input's ECS enrichment (http.method, url.path, host.ip of the POST) would overwrite them."""
+    (http,) = pipeline["input"]
+    assert http.settings["ecs_compatibility"] == "disabled"
+    assert http.settings["remote_host_target_field"].startswith("[@metadata]")
+    assert http.settings["request_headers_target_field"].startswith("[@metadata]")
 
 
 def test_filters_drop_fields_that_are_not_in_the_event(pipeline) -> None:
