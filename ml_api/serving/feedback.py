@@ -94,15 +94,24 @@ def assigned_variant(svc: "Services", experiment_id: int, user_id: str) -> str |
 
 
 def resolve_user(svc: "Services", req: FeedbackRequest) -> tuple[str, str]:
-    """``(experiment, user_id)`` from the request id (kept in Redis) or from the body."""
+    """``(experiment, user_id)`` from the request id (kept in Redis) or from the body.
+
+    A request id that cannot be looked up (Redis away, or restarted empty, or the id expired)
+    is no reason to refuse an outcome whose body also names the user: the body's
+    ``user_id`` and ``experiment`` are then used, exactly as when no request id is sent.
+    """
     if req.request_id is None:
         return req.experiment, req.user_id
     try:
         found = svc.requests.resolve(req.request_id)
     except REDIS_ERRORS:  # a cluster's own errors too
+        if req.user_id is not None:
+            return req.experiment or svc.config.default_experiment, req.user_id
         raise RequestIdsUnavailable(
             "request ids cannot be resolved while Redis is away; send user_id and experiment instead") from None
     if found is None:
+        if req.user_id is not None:
+            return req.experiment or svc.config.default_experiment, req.user_id
         raise UnknownRequest(f"request_id {req.request_id} is unknown or has expired")
     experiment, user_id = found
     if req.user_id is not None and req.user_id != user_id:

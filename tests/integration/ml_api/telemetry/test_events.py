@@ -1,7 +1,8 @@
 """The event emitter with its real SQLite buffer and its JSON-lines file destination.
 
 The destination is made to fail the way a file does (its directory disappears), and to
-recover; Logstash over TCP is covered end to end in ``tests/e2e/test_event_shipping.py``.
+recover; acknowledged delivery to Logstash's http input is covered in ``test_logstash_http.py`` and end
+to end in ``tests/e2e/test_event_shipping.py``.
 """
 
 import json

@@ -156,6 +156,24 @@ def test_feedback_for_an_unknown_request(client):
     assert_error(client.post("/feedback", json={"request_id": "0" * 32, "outcome": 1}), 404, "unknown or has expired")
 
 
+def test_feedback_with_an_unknown_request_id_uses_the_user_sent_along(client, experiment):
+    """Request ids live in Redis; one lost with it (restarted empty, expired) does not refuse a served user."""
+    served = predict(client, {"user_id": "u-lost-id", "features": IRIS, "experiment": experiment}).get_json()
+    body = {"request_id": "0" * 32, "user_id": "u-lost-id", "experiment": experiment, "outcome": 1}
+    response = client.post("/feedback", json=body)
+    assert response.status_code == 202 and response.get_json()["variant"] == served["variant"]
+
+
+def test_feedback_by_request_id_while_redis_is_away(make_app, experiment):
+    client = make_app(REDIS_URL="redis://127.0.0.1:1/0").test_client()
+    served = predict(client, {"user_id": "u-no-redis", "features": IRIS, "experiment": experiment}).get_json()
+    alone = client.post("/feedback", json={"request_id": "0" * 32, "outcome": 1})
+    assert_error(alone, 503, "send user_id and experiment instead")
+    along = client.post("/feedback", json={"request_id": "0" * 32, "user_id": "u-no-redis", "experiment": experiment,
+                                           "outcome": 1})
+    assert along.status_code == 202 and along.get_json()["variant"] == served["variant"]
+
+
 @pytest.mark.parametrize("body,words", [
     ({"user_id": "u"}, ["outcome is required"]),
     ({"user_id": "u", "outcome": "yes"}, ["outcome must be true/false or a finite number"]),
