@@ -2,12 +2,14 @@
 
 Delivery path and guarantees:
 
-1. ``emit`` appends the event's nested fields (``event_kinds``) to an in-memory queue: no
-   encoding, no lock, no network, no exception into the request.
-2. A background thread per worker takes what was queued every ``BATCH_WINDOW_SECONDS``,
-   drops the unknown (None) values and serialises it, and POSTs it as JSON lines to
-   Logstash's http input (``logstash_http``), or appends it to the JSON-lines file
-   ``EVENT_FILE`` when ``LOGSTASH_HOST`` is empty.
+1. ``emit`` encodes the event's nested fields (``event_kinds``), appends the line to this
+   worker's journal file (``journal``: one write into the page cache, which outlives a
+   killed worker) and to an in-memory queue: no network, no exception into the request.
+2. A background thread per worker takes what was queued every ``BATCH_WINDOW_SECONDS`` and
+   POSTs it as JSON lines to Logstash's http input (``logstash_http``), or appends it to
+   the JSON-lines file ``EVENT_FILE`` when ``LOGSTASH_HOST`` is empty; the journal file of
+   those events is deleted once they were delivered or buffered (3.), and journals of
+   workers that were killed are moved into the buffer by the workers that remain.
 3. A batch the destination does not acknowledge goes to a SQLite buffer on local disk
    (``EVENT_BUFFER_PATH``, shared by every worker of the host), and so does everything
    for the next ``SHIP_INTERVAL_SECONDS``; the same thread drains the buffer to the
@@ -37,6 +39,7 @@ import orjson
 from ml_api.infra.background import current_pid
 from ml_api.infra.random_hex import RandomHex
 from ml_api.infra.spool import Record, Spool
+from ml_api.telemetry.journal import EventJournal, read_lines
 from ml_api.telemetry.logstash_http import LogstashHttpDestination
 
 log = logging.getLogger(__name__)
@@ -46,12 +49,9 @@ DATASET = "abtest.events"
 QUEUE_LIMIT = 100_000
 SHIP_INTERVAL_SECONDS = 0.5
 SHIP_BATCH = 1000
-# Events gathered in memory before they are encoded and sent together (a crash loses
-# this window): one send per window, not per event.
+# Events gathered in memory (and in the journal) before they are sent together: one send
+# per window, not per event.
 BATCH_WINDOW_SECONDS = 0.2
-# The shipper offers the GIL to request threads after encoding this many events, so a
-# window's batch never holds them up for more than about a millisecond.
-ENCODE_CHUNK = 50
 
 
 def without_none(group: dict[str, Any]) -> dict[str, Any]:
@@ -113,12 +113,15 @@ class FileDestination:
 class EventEmitter:
     """Builds and ships events; see the module docstring for the guarantees."""
 
-    def __init__(self, buffer: Spool, destination: Destination, service_version: str) -> None:
+    def __init__(self, buffer: Spool, destination: Destination, service_version: str,
+                 journal: EventJournal | None = None) -> None:
         self._buffer = buffer
         self._destination = destination
-        # (time, pid, action, fields) per event. A deque: appending takes no lock and wakes
-        # no thread, so emit() costs the request next to nothing.
-        self._queued: deque[tuple[float, int, str, dict[str, Any]]] = deque()
+        self._journal = journal
+        # Encoded events, in the order they were journaled. Appended and taken under _queue_lock,
+        # so each journal file holds exactly the events of one take.
+        self._queued: deque[bytes] = deque()
+        self._queue_lock = threading.Lock()
         # The same objects in every event (only read when encoding).
         self._host = {"name": socket.gethostname()}
         self._service = {"name": SERVICE_NAME, "version": service_version}
@@ -127,29 +130,43 @@ class EventEmitter:
         self._shipping = threading.Lock()  # the shipper thread, or flush(), one at a time
         self._stopping = threading.Event()
         self._direct_after = 0.0  # monotonic time before which batches go to the buffer
-        self._unsent: list[bytes] = []  # encoded, but neither sent nor buffered yet
+        self._unsent: list[bytes] = []  # taken from the queue, but neither sent nor buffered yet
+        self._settling: list[Path] = []  # journal files of events taken but not yet sent or buffered
         self._event_ids = RandomHex(32)
 
     def emit(self, action: str, fields: dict[str, Any]) -> None:
-        """Queue one event (``fields`` nested, as ``event_kinds`` builds them, not changed afterwards); never blocks or raises."""
-        event = (time.time(), current_pid(), action, fields)
-        if len(self._queued) < QUEUE_LIMIT:
-            self._queued.append(event)
-            return
+        """Encode and queue one event (``fields`` nested, as ``event_kinds`` builds them); never raises.
+
+        Once this returns, the event is in this worker's journal file (when the shipper runs):
+        the request may be answered, and a worker killed now does not lose the event."""
+        line = self._encode(time.time(), current_pid(), action, fields)
+        with self._queue_lock:
+            if self._journal is not None:
+                try:
+                    self._journal.append(line)
+                except OSError as exc:  # disk full: the event still travels, from memory only
+                    log.error("events: journal write failed (%s)", exc)
+            if len(self._queued) < QUEUE_LIMIT:
+                self._queued.append(line)
+                return
         # The shipper thread is far behind: keep the event on disk rather than drop it.
         try:
-            self._buffer.put("event", {"line": self._encode(event).decode("utf-8")})
+            self._buffer.put("event", {"line": line.decode("utf-8")})
         except sqlite3.OperationalError:
             log.error("events: queue full and buffer busy, event dropped: %s %s", action, fields)
 
     def start(self) -> None:
-        """Start the shipper thread in this process, once (the services start it after gunicorn's fork).
+        """Open this worker's journal and start the shipper thread, once (the services start it after
+        gunicorn's fork, so the journal is named after the worker).
 
-        Until then events wait in the queue; ``flush`` delivers them without the thread."""
+        Until then events wait in the queue only; ``flush`` delivers them without the thread."""
         if self._thread is not None and self._thread.is_alive():
             return
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
+                if self._journal is not None and not self._journal.is_open:
+                    with self._queue_lock:
+                        self._journal.open()
                 self._stopping.clear()
                 self._thread = threading.Thread(target=self._run, name="event-shipper", daemon=True)
                 self._thread.start()
@@ -161,41 +178,67 @@ class EventEmitter:
                 self._deliver_queued()
                 if time.monotonic() - last_ship >= SHIP_INTERVAL_SECONDS:
                     last_ship = time.monotonic()
+                    self.recover_orphans()
                     while self.ship() == SHIP_BATCH and not self._stopping.is_set():
                         pass  # more is waiting in the buffer
 
-    def _deliver_queued(self) -> bool:
-        """Everything queued to the destination, or, if that fails, to the disk buffer.
+    def _take_queued(self) -> list[bytes]:
+        """Everything queued, and the journal moved on to a new file (the old one holds exactly these)."""
+        with self._queue_lock:
+            lines = list(self._queued)
+            self._queued.clear()
+            if lines and self._journal is not None and (old := self._journal.rotate()) is not None:
+                self._settling.append(old)
+        return lines
 
-        False when the buffer was busy too: the batch is kept and tried again next time."""
-        while self._unsent or self._queued:
-            lines, self._unsent = self._unsent or self._encode_batch(), []
+    def _deliver_queued(self) -> bool:
+        """Everything queued to the destination, or, if that fails, to the disk buffer; then the
+        journal files of those events are deleted.
+
+        False when the buffer was busy too: the rest is kept and tried again next time."""
+        if not self._unsent:
+            self._unsent = self._take_queued()
+        while self._unsent:
+            lines = self._unsent[:SHIP_BATCH]
             if time.monotonic() >= self._direct_after:
                 try:
                     self._destination.send(lines)
+                    del self._unsent[:len(lines)]
                     continue
                 except Exception as exc:  # the destination is away: the buffer takes over for a while
                     log.debug("events: destination failed (%s), %d events buffered", exc, len(lines))
                     self._direct_after = time.monotonic() + SHIP_INTERVAL_SECONDS
             try:
                 self._buffer.put_many([("event", {"line": line.decode("utf-8")}) for line in lines])
+                del self._unsent[:len(lines)]
             except sqlite3.OperationalError as exc:  # another worker holds the buffer
-                log.warning("events: buffer busy (%s), %d events wait", exc, len(lines))
-                self._unsent = lines
+                log.warning("events: buffer busy (%s), %d events wait", exc, len(self._unsent))
                 return False
+        EventJournal.discard(self._settling)
+        self._settling = []
         return True
 
-    def _encode_batch(self) -> list[bytes]:
-        """Up to SHIP_BATCH queued events, encoded (one request to Logstash per batch)."""
-        lines: list[bytes] = []
-        while self._queued and len(lines) < SHIP_BATCH:
-            lines.append(self._encode(self._queued.popleft()))
-            if len(lines) % ENCODE_CHUNK == 0:
-                time.sleep(0)  # let waiting request threads have the GIL
-        return lines
+    def recover_orphans(self) -> int:
+        """Move the journal files of workers that no longer run into the disk buffer; how many events."""
+        if self._journal is None or not self._journal.is_open:
+            return 0
+        recovered = 0
+        for path in self._journal.orphans():
+            lines = read_lines(path)
+            try:
+                for start in range(0, len(lines), SHIP_BATCH):
+                    chunk = lines[start:start + SHIP_BATCH]
+                    self._buffer.put_many([("event", {"line": line.decode("utf-8")}) for line in chunk])
+            except sqlite3.OperationalError as exc:  # busy: the claimed file is taken up again later
+                log.warning("events: buffer busy (%s), journal %s waits", exc, path.name)
+                continue
+            path.unlink(missing_ok=True)
+            recovered += len(lines)
+        if recovered:
+            log.warning("events: %d events of stopped workers recovered from their journals", recovered)
+        return recovered
 
-    def _encode(self, queued: tuple[float, int, str, dict[str, Any]]) -> bytes:
-        at, pid, action, fields = queued
+    def _encode(self, at: float, pid: int, action: str, fields: dict[str, Any]) -> bytes:
         event = {"@timestamp": timestamp(at), **without_none(fields)}
         event["event"] = {"id": self._event_ids.next(), "action": action, "dataset": DATASET, **event.get("event", {})}
         event["process"] = {"pid": pid}
@@ -218,17 +261,21 @@ class EventEmitter:
         """Deliver or buffer every queued event, and try the buffer once (worker shutdown, tests)."""
         deadline = time.monotonic() + timeout
         with self._shipping:
-            while not self._deliver_queued() and time.monotonic() < deadline:
+            while not (self._deliver_queued() and not self._queued) and time.monotonic() < deadline:
                 time.sleep(0.05)
             while self.ship() == SHIP_BATCH and time.monotonic() < deadline:
                 pass
         if self._unsent:
-            log.error("events: %d events could be neither sent nor buffered before shutdown", len(self._unsent))
+            log.error("events: %d events could be neither sent nor buffered before shutdown; "
+                      "they stay in this worker's journal for another worker to recover", len(self._unsent))
 
     def close(self) -> None:
         """Stop the shipper thread, then deliver or buffer what is queued (worker exit)."""
         self._stopping.set()
         self.flush()
+        if self._journal is not None and not self._unsent and not self._queued:
+            with self._queue_lock:
+                self._journal.close()
 
 
 def create_emitter(
@@ -238,5 +285,6 @@ def create_emitter(
     destination: Destination = (
         LogstashHttpDestination(logstash_host, logstash_port) if logstash_host else FileDestination(event_file)
     )
-    return EventEmitter(Spool(buffer_path, synchronous="NORMAL"), destination, service_version)
+    journal = EventJournal(buffer_path.with_name(buffer_path.name + ".journal"))
+    return EventEmitter(Spool(buffer_path, synchronous="NORMAL"), destination, service_version, journal)
 
