@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: run test setup services db models reload loadtest bench clean
+.PHONY: run test setup services db models reload loadtest bench chaos clean
 
 run: setup services db models
 	exec .venv/bin/gunicorn -c ml_api/gunicorn.conf.py 'ml_api:create_app()'
@@ -37,6 +37,11 @@ loadtest: setup
 bench: setup services models
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	$(PY) bench/bench_gateway.py
+
+# Faults under load, then a reconciliation of every answer with what was stored; prints the
+# counts. CHAOS_SECONDS (default 300) of 60 s fault cycles; the test suite runs one cycle.
+chaos: setup services
+	CHAOS_SECONDS=$${CHAOS_SECONDS:-300} $(PY) -m pytest -s -q tests/e2e/test_chaos.py
 
 clean:
 	rm -rf .venv var .pytest_cache

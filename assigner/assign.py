@@ -13,11 +13,17 @@ Stickiness rules, in order:
    change of weights, never moves a user who was already assigned.
 6. With the cache unreachable, the ledger alone decides; the request never fails
    because of the cache.
-7. With the ledger unreachable, the hash (or the cached guess) answers, and the cache
-   entry is marked unconfirmed (``store.doubt``): it is served as it is until the ledger
-   answers again, and the next request after that asks the ledger, which may know an
-   older first assignment (the cache was flushed, the weights changed since). A guess
-   never becomes the cached or remembered truth.
+7. A claim stores the candidate *unconfirmed*; it becomes the cached truth (``put``) only
+   once the ledger has recorded it. A request that dies between its claim and its record
+   (a killed worker) leaves an entry the next request does not trust: that request asks
+   the ledger, which records the exposure then.
+8. With the ledger unreachable, the hash (or the unconfirmed guess in the cache) answers,
+   and the exposure is queued for the ledger (again by each such request: a queued record
+   is idempotent, and the request that claimed the guess may have died before queueing
+   it). The entry stays unconfirmed: it is served as it is until the ledger answers again,
+   and the next request after that asks the ledger, which may know an older first
+   assignment (the cache was flushed, the weights changed since). A guess never becomes
+   the cached or remembered truth.
 """
 
 from collections.abc import Callable
@@ -27,20 +33,18 @@ from assigner.allocation import choose_variant, in_traffic
 from assigner.domain import Assignment, AssignmentSource, Experiment, ExperimentStatus
 from assigner.hashing import bucket, traffic_bucket
 from assigner.memory import StickyMemory
-from assigner.store import AssignmentStore, StoreUnavailable, unconfirmed
+from assigner.store import UNCONFIRMED, AssignmentStore, StoreUnavailable, unconfirmed
 
 
 class ExposureLedger(Protocol):
     """The durable record of first exposures (MySQL in production)."""
 
-    def record_first(self, experiment: Experiment, user_id: str, candidate: str,
-                     queued: bool = False) -> tuple[str, AssignmentSource]:
+    def record_first(self, experiment: Experiment, user_id: str, candidate: str) -> tuple[str, AssignmentSource]:
         """Record ``candidate`` as the user's first exposure unless one exists.
 
         Returns the variant on record and where it came from: ``MYSQL`` when the user
         already had one, ``NEW`` when ``candidate`` was recorded, ``HASH`` when the record
-        could not be checked (it is queued and checked later, unless ``queued`` says an
-        earlier request queued this candidate already: a guess cached unconfirmed).
+        could not be checked (then it is queued, and checked when the ledger is back).
         """
 
 
@@ -77,23 +81,19 @@ def _sticky(experiment: Experiment, user_id: str, store: AssignmentStore, ledger
     """The user's first variant, from the sticky store, else the durable record, else the hash."""
     candidate = choose_variant(experiment.variants, bucket(experiment.salt, user_id))
     try:
-        cached = store.claim(experiment.id, user_id, candidate)
+        cached = store.claim(experiment.id, user_id, UNCONFIRMED + candidate)
     except StoreUnavailable:
         variant, source = ledger.record_first(experiment, user_id, candidate)
         return Assignment(variant, True, source)
-    guess = unconfirmed(cached)
-    if guess is None and cached is not None and cached in experiment.variant_names:
+    if cached is not None and cached in experiment.variant_names:
         return Assignment(cached, True, AssignmentSource.REDIS)
-    queued = guess in experiment.variant_names  # the request that made the guess queued it
-    if queued:
-        candidate = guess  # what this user was answered while the ledger was away
+    guess = unconfirmed(cached)
+    if guess in experiment.variant_names:
+        candidate = guess  # claimed by an earlier request of this user, which may have answered it
 
-    variant, source = ledger.record_first(experiment, user_id, candidate, queued=queued)
-    if source is AssignmentSource.HASH:
-        if cached is None:  # the claim just cached the candidate: not the truth yet
-            _correct_cache(store.doubt, experiment.id, user_id, candidate)
-    elif variant != candidate or cached is not None:
-        _correct_cache(store.put, experiment.id, user_id, variant)  # the durable answer, so the next request hits
+    variant, source = ledger.record_first(experiment, user_id, candidate)
+    if source is not AssignmentSource.HASH:
+        _correct_cache(store.put, experiment.id, user_id, variant)  # recorded: the next request hits
     return Assignment(variant, True, source)
 
 

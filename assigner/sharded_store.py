@@ -7,7 +7,7 @@ Redis keyspace (all keys start with the configured prefix, default ``abtest``):
 
     * a 6-byte field (bytes 8..13 of the same digest) per user -> the user's variant
       *index*, a small integer, negated while the variant is a guess the durable record
-      has not confirmed (``doubt``; read back as ``?<name>``);
+      has not confirmed (claimed as ``?<name>``, read back so);
     * a 1-byte field ``chr(i)`` per variant name seen in this shard -> that name, for the
       index ``i`` (1..255, given in order of first use, first writer wins).
 
@@ -85,7 +85,7 @@ end
     CLAIM = """
 -- KEYS[1] - the user's shard hash
 -- ARGV[1] - the user's field (6 bytes of the digest of the user id)
--- ARGV[2] - the candidate variant name
+-- ARGV[2] - the candidate variant name ('?name': stored unconfirmed, its index negated)
 -- Returns the variant name already stored for the user ('?name' while unconfirmed; nothing
 -- is written), or nil when the candidate was stored. An index with no name (a damaged
 -- shard) comes back as '#<index>', which is no variant name, so the caller repairs it from
@@ -95,7 +95,11 @@ local stored = redis.call('HGET', KEYS[1], ARGV[1])
 if stored then
     return name_of(KEYS[1], stored) or ('#' .. stored)
 end
-redis.call('HSET', KEYS[1], ARGV[1], index_of(KEYS[1], ARGV[2]))
+if string.sub(ARGV[2], 1, 1) == '?' then
+    redis.call('HSET', KEYS[1], ARGV[1], -index_of(KEYS[1], string.sub(ARGV[2], 2)))
+else
+    redis.call('HSET', KEYS[1], ARGV[1], index_of(KEYS[1], ARGV[2]))
+end
 return false
 """
 
@@ -120,20 +124,6 @@ local stored = redis.call('HGET', KEYS[1], ARGV[1])
 return stored and name_of(KEYS[1], stored)
 """
 
-    DOUBT = """
--- KEYS[1] - the user's shard hash
--- ARGV[1] - the user's field (6 bytes of the digest of the user id)
--- ARGV[2] - the variant name the cache may hold for the user
--- Returns 1 when the entry held ARGV[2] and its index is now negated (unconfirmed), else
--- 0 (left alone: another name, already unconfirmed, or no entry).
-local stored = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
-if stored and stored >= 1 and stored <= 255 and redis.call('HGET', KEYS[1], string.char(stored)) == ARGV[2] then
-    redis.call('HSET', KEYS[1], ARGV[1], -stored)
-    return 1
-end
-return 0
-"""
-
     def __init__(
         self, client: "redis.Redis | redis.RedisCluster", prefix: str, shards: int = DEFAULT_SHARDS
     ) -> None:
@@ -144,7 +134,6 @@ return 0
         self._claim = client.register_script(self.CLAIM)
         self._put = client.register_script(self.PUT)
         self._get = client.register_script(self.GET)
-        self._doubt = client.register_script(self.DOUBT)
 
     def locate(self, experiment_id: int, user_id: str) -> tuple[str, bytes]:
         """The one place a user's shard key and field are computed."""
@@ -160,9 +149,6 @@ return 0
 
     def get(self, experiment_id: int, user_id: str) -> str | None:
         return as_text(self._run(self._get, experiment_id, user_id))
-
-    def doubt(self, experiment_id: int, user_id: str, variant: str) -> None:
-        self._run(self._doubt, experiment_id, user_id, variant)
 
     def _run(self, script: Script, experiment_id: int, user_id: str, *args: str) -> object:
         key, field = self.locate(experiment_id, user_id)

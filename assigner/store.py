@@ -3,9 +3,9 @@
 Redis keyspace (all keys start with the configured prefix, default ``abtest``):
 
 ``{prefix}:sticky:{experiment_id}:{user_id}``  string, the variant name of the user's
-    first assignment in the experiment. Written once with ``SET ... NX GET``; rewritten
-    only to correct it from the durable record after a cache flush, or to ``?<variant>``
-    while that name is a guess the durable record could not confirm (``doubt``). No TTL:
+    first assignment in the experiment. Claimed with ``SET ... NX GET`` as ``?<variant>``
+    (a guess: not yet in the durable record), rewritten as ``<variant>`` once the durable
+    record holds it, or to correct it from the durable record after a cache flush. No TTL:
     it may be evicted or flushed at any time, the durable record in MySQL brings it back.
 
 The user id is the last part of the key and the experiment id is numeric, so no user id,
@@ -38,20 +38,14 @@ class StoreUnavailable(Exception):
 class AssignmentStore(Protocol):
     def claim(self, experiment_id: int, user_id: str, candidate: str) -> str | None:
         """Store ``candidate`` unless the user has a variant; return that variant, or None
-        when ``candidate`` was stored (a cache miss)."""
+        when ``candidate`` was stored (a cache miss). ``UNCONFIRMED + name`` stores the
+        name unconfirmed, and an unconfirmed entry is returned in that form."""
 
     def put(self, experiment_id: int, user_id: str, variant: str) -> None:
         """Overwrite the user's cached variant (used to correct it from the durable record)."""
 
     def get(self, experiment_id: int, user_id: str) -> str | None:
         """The user's cached variant, or None; never stores anything."""
-
-    def doubt(self, experiment_id: int, user_id: str, variant: str) -> None:
-        """Mark the user's cached ``variant`` as unconfirmed, if the cache still holds it.
-
-        Used when the durable record could not be asked: the next claim then returns
-        ``UNCONFIRMED + variant`` and the facade asks the durable record again, instead of
-        taking a guess for the user's first assignment."""
 
 
 def as_text(value: object) -> str | None:
@@ -78,10 +72,6 @@ class InMemoryAssignmentStore:
     def get(self, experiment_id: int, user_id: str) -> str | None:
         return self._data.get((experiment_id, user_id))
 
-    def doubt(self, experiment_id: int, user_id: str, variant: str) -> None:
-        if self._data.get((experiment_id, user_id)) == variant:
-            self._data[(experiment_id, user_id)] = UNCONFIRMED + variant
-
     def clear(self) -> None:
         """Forget everything, as a Redis FLUSHALL would."""
         self._data.clear()
@@ -94,22 +84,9 @@ class RedisAssignmentStore:
     connection settings, timeouts and cluster mode stay with the caller.
     """
 
-    DOUBT = """
--- KEYS[1] - the user's key
--- ARGV[1] - the variant name the cache may hold for the user
--- ARGV[2] - the same name marked unconfirmed
--- Returns 1 when the entry held ARGV[1] and now holds ARGV[2], else 0 (left alone).
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    redis.call('SET', KEYS[1], ARGV[2])
-    return 1
-end
-return 0
-"""
-
     def __init__(self, client: "redis.Redis | redis.RedisCluster", prefix: str) -> None:
         self._client = client
         self._prefix = prefix
-        self._doubt = client.register_script(self.DOUBT)
 
     def key(self, experiment_id: int, user_id: str) -> str:
         """The one place a sticky key is built."""
@@ -134,9 +111,3 @@ return 0
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
         return as_text(value)
-
-    def doubt(self, experiment_id: int, user_id: str, variant: str) -> None:
-        try:
-            self._doubt(keys=[self.key(experiment_id, user_id)], args=[variant, UNCONFIRMED + variant])
-        except REDIS_ERRORS as exc:
-            raise StoreUnavailable(str(exc)) from exc

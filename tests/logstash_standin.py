@@ -72,6 +72,9 @@ class StandInLogstash:
             daemon_threads = True
             allow_reuse_address = True
 
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # a connection it cut itself (a crash) or a client gone: no traceback
+
         self._server = Server(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                          name="standin-logstash", daemon=True).start()

@@ -1,8 +1,10 @@
 """A loopback TCP proxy a test can cut and restore, to take a real server "down" for the
-gateway without stopping the server other tests share."""
+gateway without stopping the server other tests share, or slow down, to make its answers
+late on the connections open now."""
 
 import socket
 import threading
+import time
 
 
 class TcpProxy:
@@ -14,6 +16,7 @@ class TcpProxy:
         self._up = True
         self._closed = False
         self._connections: list[socket.socket] = []
+        self._late: dict[socket.socket, float] = {}  # client socket -> delay of every answer to it
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -28,6 +31,12 @@ class TcpProxy:
                     pass
                 conn.close()
             self._connections.clear()
+
+    def delay_answers(self, seconds: float) -> None:
+        """From now on, answers on the connections open now reach their client ``seconds`` late
+        (what a client sees of a server or network that stalls); new connections are not slowed."""
+        with self._lock:
+            self._late = {conn: seconds for conn in self._connections[::2]}  # clients, not upstreams
 
     def restore(self) -> None:
         with self._lock:
@@ -57,10 +66,11 @@ class TcpProxy:
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                if delay := self._late.get(sink):
+                    time.sleep(delay)  # the stall being simulated, not a wait of the test
                 sink.sendall(data)
         except OSError:
             pass

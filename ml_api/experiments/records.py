@@ -43,12 +43,12 @@ class Recorder:
         self._db = db
         self._spool = spool
 
-    def record_first(self, experiment: Experiment, user_id: str, candidate: str,
-                     queued: bool = False) -> tuple[str, AssignmentSource]:
+    def record_first(self, experiment: Experiment, user_id: str, candidate: str) -> tuple[str, AssignmentSource]:
         """Record ``candidate`` unless the user already has a first exposure; return the one on record.
 
-        With MySQL away the exposure goes to the spool, unless ``queued`` (an earlier request
-        spooled this guess already: its user's later requests ask MySQL again)."""
+        With MySQL away the exposure goes to the spool (by every request of the user while it
+        is away: replaying a record twice is a no-op, and the request that claimed the guess
+        in the cache may have died before spooling it)."""
         assigned_at = _now()
 
         def insert() -> tuple[str, AssignmentSource]:
@@ -66,9 +66,8 @@ class Recorder:
         try:
             return self._db.retrying(insert)  # a deadlock with a spool replay is run again
         except DatabaseUnavailable:
-            if not queued:
-                self._spool.put("exposure", {"experiment_id": experiment.id, "user_id": user_id,
-                                             "variant": candidate, "at": assigned_at.isoformat()})
+            self._spool.put("exposure", {"experiment_id": experiment.id, "user_id": user_id,
+                                         "variant": candidate, "at": assigned_at.isoformat()})
             return candidate, AssignmentSource.HASH
 
     def find_assignment(self, experiment_id: int, user_id: str) -> str | None:

@@ -5,6 +5,8 @@ import os
 import threading
 from collections.abc import Callable
 
+from ml_api.errors import DependencyUnavailable
+
 log = logging.getLogger(__name__)
 
 _pid = os.getpid()
@@ -55,5 +57,7 @@ class PeriodicTask:
         while not self._stop.wait(self._interval):
             try:
                 self._task()
+            except DependencyUnavailable as exc:  # expected while MySQL or Redis is away: one line, no trace
+                log.warning("%s: %s; will retry", self.name, exc)
             except Exception:  # keep the thread alive: what it had to do stays for the next run
                 log.warning("%s: run failed, will retry", self.name, exc_info=True)

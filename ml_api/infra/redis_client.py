@@ -26,15 +26,16 @@ def create_redis(config: Config) -> "redis.Redis | LazyClusterClient":
         "socket_timeout": config.redis_timeout_seconds,
         "socket_connect_timeout": config.redis_timeout_seconds,
     }
-    # Not redis-py's default of three connection attempts with exponential backoff, which
-    # holds a request for seconds while Redis is away: one immediate retry of the connect.
-    # Never a retry of a command after a timeout (the cluster client would, by default):
-    # the claim may have run, its retry would read the claim's own write as a cache hit,
-    # and the exposure would never reach MySQL. A failed claim is answered by MySQL instead.
+    # No retries at all. redis-py's default (three attempts with exponential backoff) holds a
+    # request for seconds while Redis is away; and its retry is of the whole command, not
+    # only of the connect: a claim whose answer came after the timeout has run, and sent
+    # again on a new connection it reads its own write as a cache hit, so the exposure would
+    # never reach MySQL. A failed command is answered by MySQL instead; a connection Redis
+    # dropped (a restart) fails one command, and the pool connects afresh for the next.
+    no_retry = Retry(NoBackoff(), 0)
     if config.redis_cluster:
-        return LazyClusterClient(
-            lambda: redis.RedisCluster.from_url(config.redis_url, retry=Retry(NoBackoff(), 0), **options))
-    return redis.Redis.from_url(config.redis_url, retry=Retry(NoBackoff(), 1), **options)
+        return LazyClusterClient(lambda: redis.RedisCluster.from_url(config.redis_url, retry=no_retry, **options))
+    return redis.Redis.from_url(config.redis_url, retry=no_retry, **options)
 
 
 class LazyClusterClient:

@@ -133,9 +133,6 @@ class InstrumentedStore:
     def get(self, experiment_id: int, user_id: str) -> str | None:
         return self._counted("get", experiment_id, user_id)
 
-    def doubt(self, experiment_id: int, user_id: str, variant: str) -> None:
-        self._counted("doubt", experiment_id, user_id, variant)
-
     def _counted(self, operation: str, *args: Any) -> Any:
         try:
             return getattr(self._store, operation)(*args)

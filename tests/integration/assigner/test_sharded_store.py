@@ -15,6 +15,7 @@ from assigner import RedisAssignmentStore, StoreUnavailable
 from assigner.sharded_store import FIELD_BYTES, ShardedRedisAssignmentStore
 from ml_api.config import load_config
 from ml_api.infra.redis_client import create_redis
+from tests.netproxy import TcpProxy
 from tests.waiting import wait_until
 
 STORES = {"keys": RedisAssignmentStore, "sharded": ShardedRedisAssignmentStore}
@@ -77,29 +78,18 @@ def test_unicode_user_ids_and_many_variants(store):
     assert [store.claim(5, f"usér-{i}-✓", "other") for i in range(len(names))] == names
 
 
-def test_doubt_marks_only_the_variant_it_names(store):
-    store.claim(4, "u-doubt", "control")
-    store.doubt(4, "u-doubt", "variation")  # holds another name: left alone
-    assert store.get(4, "u-doubt") == "control"
-    store.doubt(4, "u-doubt", "control")
-    assert store.claim(4, "u-doubt", "variation") == "?control"  # the claim writes nothing
-    assert store.get(4, "u-doubt") == "?control"
-    store.doubt(4, "u-doubt", "control")  # already unconfirmed: stays so
-    assert store.get(4, "u-doubt") == "?control"
-    store.put(4, "u-doubt", "variation")  # confirmed by the durable record
-    assert store.claim(4, "u-doubt", "control") == "variation"
-
-
-def test_doubt_without_an_entry_stores_nothing(store):
-    store.doubt(4, "u-none", "control")
-    assert store.get(4, "u-none") is None
-    assert store.claim(4, "u-none", "variation") is None
+def test_an_unconfirmed_claim_reads_back_unconfirmed_until_put(store):
+    assert store.claim(4, "u-guess", "?control") is None
+    assert store.claim(4, "u-guess", "?variation") == "?control"  # the claim writes nothing
+    assert store.get(4, "u-guess") == "?control"
+    store.put(4, "u-guess", "control")  # recorded by the durable record
+    assert store.claim(4, "u-guess", "?variation") == "control"
+    assert store.get(4, "u-guess") == "control"
 
 
 def test_an_unconfirmed_user_leaves_the_shard_neighbours_alone(store):
     for i in range(20):
-        store.claim(7, f"n{i}", ("control", "variation")[i % 2])
-    store.doubt(7, "n3", "variation")
+        store.claim(7, f"n{i}", ("?" if i == 3 else "") + ("control", "variation")[i % 2])
     assert [store.get(7, f"n{i}") for i in range(20)] == [
         "?variation" if i == 3 else ("control", "variation")[i % 2] for i in range(20)]
 
@@ -199,6 +189,26 @@ def test_a_timed_out_claim_is_sent_once(store_class, private_redis):
     store.claim(1, "warm-up", "control")  # connected, script cached
     assert_claim_sent_once_while_busy(store, admin)
     assert store.get(1, "u") == "control"  # the timed-out claim did run
+
+
+def test_a_claim_answered_late_is_not_sent_again(private_redis):
+    """The claim ran, its answer came after the client's timeout: the client must not send it again
+    on a new connection, which would read the claim's own write as a cache hit (the user would be
+    answered from the cache and the exposure never recorded). It fails, and MySQL answers instead."""
+    server = redis.Redis.from_url(private_redis).connection_pool.connection_kwargs
+    proxy = TcpProxy(server["host"], server["port"])
+    try:
+        client = create_redis(load_config({"REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0",
+                                           "REDIS_TIMEOUT_SECONDS": "0.1"}))
+        store = RedisAssignmentStore(client, "late")
+        store.claim(1, "warm-up", "control")  # the pooled connection the claim will use
+        proxy.delay_answers(1.0)
+        with pytest.raises(StoreUnavailable):
+            store.claim(1, "u", "control")
+        assert redis.Redis.from_url(private_redis).get(store.key(1, "u")) == b"control"  # it did run
+        client.close()
+    finally:
+        proxy.close()
 
 
 def is_busy(host: str, port: int) -> bool:

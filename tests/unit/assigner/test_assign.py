@@ -20,7 +20,7 @@ class MemoryLedger:
     def __init__(self):
         self.records = {}
 
-    def record_first(self, experiment, user_id, candidate, queued=False):
+    def record_first(self, experiment, user_id, candidate):
         key = (experiment.id, user_id)
         if key in self.records:
             return self.records[key], AssignmentSource.MYSQL
@@ -123,7 +123,7 @@ def test_raising_the_allocation_keeps_everyone_who_was_in(store, ledger):
 class DownLedger:
     """The durable record is away: the hash alone decides (not confirmed)."""
 
-    def record_first(self, experiment, user_id, candidate, queued=False):
+    def record_first(self, experiment, user_id, candidate):
         return candidate, AssignmentSource.HASH
 
 
@@ -188,7 +188,29 @@ def test_memory_is_per_experiment(store, ledger, memory):
     assert (other.variant, other.source) == ("control", AssignmentSource.NEW)
 
 
-# --- guesses made while the durable record is away (rule 7) ---
+# --- a claim is a guess until the durable record holds it (rule 7) ---
+
+
+def test_a_claim_stays_unconfirmed_until_the_record_holds_it(store):
+    class Watching(MemoryLedger):
+        def record_first(self, experiment, user_id, candidate):
+            self.cached_while_recording = store.get(experiment.id, user_id)
+            return super().record_first(experiment, user_id, candidate)
+
+    ledger = Watching()
+    first = assign(experiment(), "u1", store, ledger)
+    assert ledger.cached_while_recording == "?" + first.variant
+    assert store.get(1, "u1") == first.variant
+
+
+def test_a_request_killed_between_its_claim_and_its_record_loses_no_exposure(store, ledger):
+    store.claim(1, "u1", "?control")  # a request claimed (and may have answered), then its worker died
+    retried = assign(experiment((0, 100)), "u1", store, ledger)  # the weights moved meanwhile
+    assert (retried.variant, retried.source) == ("control", AssignmentSource.NEW)
+    assert ledger.records[(1, "u1")] == "control" and store.get(1, "u1") == "control"
+
+
+# --- guesses made while the durable record is away (rule 8) ---
 
 
 class SwitchableLedger(MemoryLedger):
@@ -198,11 +220,9 @@ class SwitchableLedger(MemoryLedger):
         super().__init__()
         self.away = False
         self.asked = 0
-        self.queued = []  # what each question said about the candidate being queued already
 
-    def record_first(self, experiment, user_id, candidate, queued=False):
+    def record_first(self, experiment, user_id, candidate):
         self.asked += 1
-        self.queued.append(queued)
         if self.away:
             return candidate, AssignmentSource.HASH
         return super().record_first(experiment, user_id, candidate)
@@ -218,7 +238,7 @@ def test_a_guess_after_a_flush_gives_way_to_the_older_record():
     assert store.get(1, "u1") == "?control"
     again = assign(experiment((100, 0)), "u1", store, ledger)  # still away: the same guess
     assert (again.variant, again.source) == ("control", AssignmentSource.HASH)
-    assert ledger.queued == [False, True]  # the guess is queued once, by the request that made it
+    assert ledger.asked == 2  # each request while it is away queues the guess (a replay is idempotent)
 
     ledger.away = False
     back = assign(experiment((100, 0)), "u1", store, ledger)

@@ -23,10 +23,9 @@ from ml_api.infra.request_ids import RequestDirectory
 from tests.integration.assigner.test_sharded_store import (  # noqa: F401 - the store contract, rerun here
     STORES,
     assert_claim_sent_once_while_busy,
+    test_an_unconfirmed_claim_reads_back_unconfirmed_until_put,
     test_an_unconfirmed_user_leaves_the_shard_neighbours_alone,
     test_concurrent_first_claims_agree_on_one_winner,
-    test_doubt_marks_only_the_variant_it_names,
-    test_doubt_without_an_entry_stores_nothing,
     test_experiments_are_separate,
     test_first_claim_wins_and_later_claims_read_it,
     test_get_reads_without_writing,
@@ -147,8 +146,7 @@ def test_sharded_store_spreads_users_over_every_master(cluster_client):
 def test_each_script_call_names_keys_of_one_slot(cluster_client):
     """Every script takes exactly one key, so none can hit CROSSSLOT."""
     store = ShardedRedisAssignmentStore(cluster_client, "cluster-slots")
-    for script in (*(getattr(ShardedRedisAssignmentStore, name) for name in ("CLAIM", "PUT", "GET", "DOUBT")),
-                   RedisAssignmentStore.DOUBT):
+    for script in (getattr(ShardedRedisAssignmentStore, name) for name in ("CLAIM", "PUT", "GET")):
         assert "KEYS[1]" in script and "KEYS[2]" not in script
     key, _ = store.locate(7, "u")
     assert cluster_client.keyslot(key) == cluster_client.cluster_keyslot(key)
