@@ -101,6 +101,13 @@ def build_results(db: Database, name: str) -> dict[str, Any]:
     return evaluation.document
 
 
+def stopped_variations(db: Database, name: str) -> list[str]:
+    """Variations whose final verdict is ``stop`` and that still have traffic (judging records new verdicts)."""
+    document = build_results(db, name)
+    weights = {v["variant"]: v["weight"] for v in document["variants"]}
+    return [v["variant"] for v in document["verdicts"] if v["final"] and v["verdict"] == "stop" and weights[v["variant"]]]
+
+
 def results_document(agg: Aggregates) -> dict[str, Any]:
     """Every statistic of the experiment, JSON-ready (NaN and infinities become None); records nothing."""
     return evaluate(agg).document
