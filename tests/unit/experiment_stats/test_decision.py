@@ -141,3 +141,10 @@ def test_no_data_at_all_keeps_running():
     decision = decide(compare_to_control((0, 0), {"B": (0, 0)}))
     assert decision.action == "keep_running"
     assert decision.reason == "not enough data: no significant difference yet after 0 users per variant"
+
+
+def test_the_readmes_worked_example():
+    """README "Worked example": 1,000 vs 1,150 of 10,000 with tau2 = 1e-4 -> p = 0.018, CI +0.16 to +2.84 pp."""
+    decision = decide(compare_to_control((1_000, 10_000), {"b": (1_150, 10_000)}, tau2=1e-4), plan=PLAN)
+    assert decision.action == "ship_variation" and decision.verdict_of("b").verdict == "ship"
+    assert decision.reason == "ship b: rate 10% -> 11.5% (+1.50 pp, always-valid 95% CI +0.16 to +2.84 pp, p=0.018)"
