@@ -18,13 +18,24 @@ which gives the likelihood ratio in closed form:
 paper's formula). Under H0, Lambda is a nonnegative martingale with mean 1, so by
 Ville's inequality P(Lambda ever exceeds 1/alpha) <= alpha. Hence:
 
-* always-valid p-value: p_n = min(p_{n-1}, 1/Lambda_n), capped at 1. It can only
-  go down; the caller stores it and passes it back at the next peek.
-* always-valid CI: all theta0 with Lambda(theta0) < 1/alpha; solving the
-  quadratic gives d +/- sqrt(s2 (s2+tau2)/tau2 * (2 ln(1/alpha) + ln((s2+tau2)/s2))).
-  Successive intervals are intersected (the caller passes the previous one).
-  Because p and CI come from the same Lambda, "p < alpha" and "0 outside the CI"
-  agree (when both histories are passed back).
+* always-valid p-value at this look: p_n = min(1, 1/Lambda_n), and the always-valid CI at
+  this look: all theta0 with Lambda_n(theta0) < 1/alpha; solving the quadratic gives
+  d +/- sqrt(s2 (s2+tau2)/tau2 * (2 ln(1/alpha) + ln((s2+tau2)/s2))). Both come from the
+  same Lambda_n, so "p_n < alpha" and "0 outside the CI" agree at every look, and by
+  Ville's inequality the CI holds the true difference at every look at once with
+  probability >= 1 - alpha. This "current" pair always contains the current estimate.
+* the running pair: the intersection of the intervals of every look, and the minimum of
+  their p-values. It is narrower and monotone, and 0 lies outside the intersection exactly
+  when some look had p < alpha, so this pair agrees too. When a new interval does not
+  overlap the intersection (probability <= alpha for a constant effect: the effect moved),
+  the running pair starts again from the current look (``restarted``). Restarting only
+  drops looks, which keeps both valid (a larger p-value, a wider interval), and it keeps
+  the two halves of the pair from different looks, which is what let a "significantly
+  worse" p-value be read against a later interval that pointed the other way.
+* drift: the running interval comes from every look, so when the effect changes over
+  time (novelty, weekdays) it can exclude the current estimate. ``drift`` is True then
+  (and at a restart): people read such an interval as an arithmetic error, so callers
+  must show it together with the current interval and say why they differ.
 
 Choosing the mixing variance tau2: it is the prior spread of the true effect, on
 the scale of the difference in rates. Validity holds for any tau2 > 0; only the
@@ -33,7 +44,9 @@ tau, so set tau2 to the squared effect you expect or care about:
 tau2 = (baseline_rate * expected_relative_lift) ** 2, e.g. 10 % baseline and a
 10 % relative lift -> (0.01) ** 2 = 1e-4, the default. Too small a tau2 makes
 the test slow to react to large effects; too large makes it slow for small ones.
-Keep tau2 and alpha fixed for the life of an experiment.
+Keep tau2 and alpha fixed for the life of an experiment: ``tau2_for_mde`` derives it from
+the planned minimum detectable effect, tau2 = (baseline_rate * relative MDE) ** 2, and the
+gateway stores it with the experiment when it starts.
 
 Caveat: the plug-in variance is an approximation that needs a few conversions in
 each group; with s2 = 0 (e.g. no conversions yet) the test reports no evidence
@@ -56,17 +69,41 @@ DEFAULT_TAU2 = 1e-4  # (1 percentage point)**2, see module docstring
 
 @dataclass(frozen=True)
 class SequentialTest:
-    """Always-valid (mSPRT) result for p_b - p_a at this peek, running min / intersection applied."""
+    """Always-valid (mSPRT) result for p_b - p_a at this look: the current pair and the running pair."""
 
     difference: float  # p_b - p_a observed now
     std_error: float  # sqrt(s2), unpooled
-    log_likelihood_ratio: float  # ln Lambda for theta0 = 0 at this peek
-    p_value: float  # always-valid: running minimum of 1/Lambda, capped at 1
-    ci_low: float  # always-valid (1 - alpha) interval, intersected with previous peeks
+    log_likelihood_ratio: float  # ln Lambda for theta0 = 0 at this look
+    p_value: float  # running: minimum of 1/Lambda over the looks since the last restart, capped at 1
+    ci_low: float  # running: intersection of the intervals of those looks; 0 outside it <=> p_value < alpha
     ci_high: float
     tau2: float
     alpha: float
     enough_data: bool
+    current_p_value: float = 1.0  # this look only: min(1, 1/Lambda_n)
+    current_ci_low: float = -math.inf  # this look only: {theta0 : Lambda_n(theta0) < 1/alpha}, holds the estimate
+    current_ci_high: float = math.inf
+    restarted: bool = False  # this look's interval missed the running one, so the running pair began again here
+    drift: bool = False  # the estimate lies outside the running interval (or restarted): the effect moved
+
+    def excludes_zero(self) -> bool:
+        """The running interval lies on one side of 0 (equivalently, p_value < alpha)."""
+        return self.ci_low > 0 or self.ci_high < 0
+
+
+def tau2_for_mde(baseline_rate: float, mde: float, *, relative: bool = True) -> float:
+    """Mixing variance for an experiment planned to detect ``mde``: tau = the MDE as an absolute difference.
+
+    The mSPRT detects effects of about tau fastest, so tau is set to the effect the
+    experiment was planned for: (baseline_rate * mde) ** 2 for a relative MDE, mde ** 2
+    for an absolute one. 10 % baseline, +10 % relative -> 1e-4.
+    """
+    if not 0.0 < baseline_rate < 1.0:
+        raise ValueError(f"baseline_rate must be in (0, 1), got {baseline_rate!r}")
+    effect = baseline_rate * mde if relative else mde
+    if not 0.0 < abs(effect) <= 1.0:
+        raise ValueError(f"the MDE must be a non-zero effect of at most 100 %, got {mde!r}")
+    return effect**2
 
 
 def msprt_log_likelihood_ratio(
@@ -106,12 +143,11 @@ def msprt_two_proportions(
     previous_p_value: float = 1.0,
     previous_ci: tuple[float, float] = (-math.inf, math.inf),
 ) -> SequentialTest:
-    """Always-valid p-value and CI for p_b - p_a at this peek, given the previous peek's p and CI.
+    """Always-valid p-value and CI for p_b - p_a at this look, given the previous look's running pair.
 
-    Pass the p-value and interval returned at the previous peek of the *same*
-    experiment (same tau2 and alpha); the defaults mean "first peek". If the new
-    interval does not overlap the previous one (probability <= alpha under the
-    model), the new interval is returned rather than an empty one.
+    Pass ``p_value`` and ``(ci_low, ci_high)`` returned at the previous look of the *same*
+    experiment (same tau2 and alpha); the defaults mean "first look". The running pair
+    restarts at this look when its interval misses the previous one (see the module docstring).
     """
     check_alpha(alpha)
     check_counts(conversions_a, users_a)
@@ -120,14 +156,15 @@ def msprt_two_proportions(
     difference, variance = float(d_arr), float(v_arr)
     log_lr = float(msprt_log_likelihood_ratio(difference, variance, tau2))
     enough_data = variance > 0
-    p = min(previous_p_value, 1.0, math.exp(-log_lr))
-    low, high = previous_ci
+    current_p = min(1.0, math.exp(-log_lr))
+    p, (low, high) = min(previous_p_value, current_p), previous_ci
+    now_low, now_high, restarted = -math.inf, math.inf, False
     if enough_data:
         half = _half_width(variance, tau2, alpha)
         now_low, now_high = difference - half, difference + half
         low, high = max(low, now_low), min(high, now_high)
         if low > high:
-            low, high = now_low, now_high
+            p, low, high, restarted = current_p, now_low, now_high, True
     return SequentialTest(
         difference=difference,
         std_error=math.sqrt(variance) if enough_data else math.nan,
@@ -138,7 +175,19 @@ def msprt_two_proportions(
         tau2=tau2,
         alpha=alpha,
         enough_data=enough_data,
+        current_p_value=current_p,
+        current_ci_low=now_low,
+        current_ci_high=now_high,
+        restarted=restarted,
+        drift=enough_data and (restarted or not low <= difference <= high),
     )
+
+
+def msprt_half_width(variance: float, tau2: float, alpha: float) -> float:
+    """Half-width of the always-valid interval at a look whose difference has ``variance`` (for planning)."""
+    _check_tau2(tau2)
+    check_alpha(alpha)
+    return _half_width(variance, tau2, alpha)
 
 
 def _half_width(variance: float, tau2: float, alpha: float) -> float:

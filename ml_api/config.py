@@ -49,6 +49,7 @@ class Config:
     service_version: str
     default_experiment: str
     config_refresh_seconds: float
+    verdict_check_seconds: float
     definitions_snapshot_path: Path
     admin_token: str
     model_dir: Path
@@ -102,6 +103,7 @@ def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Con
         service_version=get.str("SERVICE_VERSION"),
         default_experiment=get.str("DEFAULT_EXPERIMENT"),
         config_refresh_seconds=get.float("CONFIG_REFRESH_SECONDS"),
+        verdict_check_seconds=get.float("VERDICT_CHECK_SECONDS"),
         definitions_snapshot_path=get.path("DEFINITIONS_SNAPSHOT_PATH"),
         admin_token=get.str("ADMIN_TOKEN", allow_empty=True),
         model_dir=get.path("MODEL_DIR"),

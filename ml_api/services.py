@@ -28,6 +28,7 @@ from ml_api.infra.redis_client import LazyClusterClient, create_redis
 from ml_api.infra.request_ids import RequestDirectory
 from ml_api.infra.spool import Spool, deliver_spool
 from ml_api.rollout.changes import RolloutRepository
+from ml_api.results.document import stopped_variations
 from ml_api.rollout.engine import Rollout
 from ml_api.rollout.shadow import ShadowMirror
 from ml_api.serving.models import ModelRegistry
@@ -120,6 +121,7 @@ def build_services(config: Config) -> Services:
             RolloutRepository(experiments, db, models.names),
             ShadowMirror(models, events, config.log_raw_user_id),
             db, events, config.config_refresh_seconds,
+            stopped_variations=partial(stopped_variations, db), verdict_interval_seconds=config.verdict_check_seconds,
         ),
     )
 

@@ -228,3 +228,44 @@ CREATE TABLE IF NOT EXISTS feedback_labels (
     KEY ix_feedback_labels_request (request_id, recorded_at),
     CONSTRAINT fk_feedback_labels_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- The statistical plan of an experiment (ml_api/experiments/plans.py): the baseline rate and
+-- relative MDE it is planned for, the mSPRT's mixing variance tau2 = (baseline_rate * mde)^2
+-- derived from them, and whether a variation with a final `stop` verdict loses its traffic
+-- automatically. tau2 is fixed when the experiment first starts (fixed_at), so it cannot
+-- change mid-experiment; only stop_variations can change after that.
+CREATE TABLE IF NOT EXISTS experiment_plans (
+    experiment_id   INT UNSIGNED NOT NULL,
+    baseline_rate   DOUBLE       NOT NULL,
+    mde             DOUBLE       NOT NULL,
+    tau2            DOUBLE       NOT NULL,
+    alpha           DOUBLE       NOT NULL,
+    stop_variations TINYINT(1)   NOT NULL DEFAULT 0,
+    fixed_at        TIMESTAMP(3) NULL DEFAULT NULL,
+    PRIMARY KEY (experiment_id),
+    CONSTRAINT fk_plans_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Upgrade: an experiment started before plans existed keeps the tau2 it has been judged
+-- with (the former constant 1e-4 = (10 % * 10 %)^2). A no-op for every experiment that has a plan.
+INSERT INTO experiment_plans (experiment_id, baseline_rate, mde, tau2, alpha, fixed_at)
+    SELECT id, 0.1, 0.1, 0.0001, 0.05, started_at FROM experiments WHERE started_at IS NOT NULL
+    ON DUPLICATE KEY UPDATE experiment_id = experiment_plans.experiment_id;
+
+-- Final verdicts (ml_api/experiments/verdicts.py): one row per variation that got a verdict
+-- other than keep_running, and one for the experiment's action (subject ''). Written once,
+-- in the experiment-change transaction (history action `verdict`), never updated: later
+-- data is shown but cannot flip a verdict. look_at is the end of the look (timeline bucket)
+-- that gave it; evidence holds that look's numbers (JSON).
+CREATE TABLE IF NOT EXISTS experiment_verdicts (
+    experiment_id INT UNSIGNED NOT NULL,
+    subject       VARCHAR(64)  NOT NULL,
+    verdict       VARCHAR(32)  NOT NULL,
+    variant       VARCHAR(64)  NULL,
+    reason        TEXT         NOT NULL,
+    evidence      TEXT         NOT NULL,
+    look_at       TIMESTAMP(3) NOT NULL,
+    recorded_at   TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    PRIMARY KEY (experiment_id, subject),
+    CONSTRAINT fk_verdicts_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;

@@ -28,6 +28,8 @@ from ml_api.experiments.definitions import (
     parse_weights,
     to_experiment,
 )
+from ml_api.experiments.plans import Plan, fix_plan, parse_plan, plan_snapshot, read_plan, write_plan
+from ml_api.experiments.verdicts import verdicts_snapshot
 from ml_api.infra.database import Database
 from ml_api.rollout.store import resume_rollout, rollout_snapshot
 
@@ -116,6 +118,8 @@ class ExperimentRepository:
                 "INSERT INTO variants (experiment_id, name, position, weight, model_name) VALUES (%s, %s, %s, %s, %s)",
                 [(experiment_id, v.name, i, v.weight, v.model) for i, v in enumerate(variants)],
             )
+            if status is ExperimentStatus.RUNNING:
+                fix_plan(conn, experiment_id)
             after = _load_one(conn, name)
             _append_change(conn, experiment_id, actor, "create", None, _snapshot(conn, after))
             return after
@@ -151,6 +155,7 @@ class ExperimentRepository:
                 raise InvalidDefinition("an experiment that has started cannot go back to draft")
             if new_status is ExperimentStatus.RUNNING and before.status is not ExperimentStatus.RUNNING:
                 resume_rollout(conn, before.id)  # clears a guardrail pause, restarts the ramp step
+                fix_plan(conn, before.id)  # tau2 is fixed from the first start on
             conn.cursor().execute(
                 "UPDATE experiments SET status = %s,"
                 " started_at = COALESCE(started_at, IF(%s = 'running', CURRENT_TIMESTAMP(3), NULL)) WHERE id = %s",
@@ -182,6 +187,21 @@ class ExperimentRepository:
             )
 
         return self.apply_change(name, "set_guardrails", actor, change)
+
+    def set_plan(self, name: str, plan: Any, actor: str) -> Experiment:
+        """Set what the experiment is planned to detect (tau2 follows), or switch stop_variations.
+
+        Baseline rate and MDE are refused once the experiment has started: tau2 is fixed then."""
+
+        def change(conn: MySQLConnectionAbstract, before: Experiment) -> None:
+            write_plan(conn, before.id, parse_plan(plan, read_plan(conn, before.id) or Plan()))
+
+        return self.apply_change(name, "set_plan", actor, change)
+
+    def plan(self, name: str) -> Plan:
+        """The stored plan, or the default one an experiment gets at its start when it sets none."""
+        with self._db.connection() as conn:
+            return read_plan(conn, self.get(name).id) or Plan()
 
     def guardrails(self, name: str) -> dict[str, float]:
         """The stored guardrail thresholds ({} when none were set)."""
@@ -271,12 +291,14 @@ def _load_one(conn: MySQLConnectionAbstract, name: str) -> Experiment:
 
 
 def _snapshot(conn: MySQLConnectionAbstract, experiment: Experiment) -> dict[str, Any]:
-    """The full definition for the history: what the assigner uses, the guardrails and the rollout."""
+    """The full definition for the history: what the assigner uses, the guardrails, the rollout, the plan
+    and the verdicts given (the last two once there are any)."""
     cursor = conn.cursor()
     cursor.execute("SELECT guardrails FROM experiments WHERE id = %s", (experiment.id,))
     (guardrails,) = cursor.fetchone()
     return (describe(experiment) | {"guardrails": json.loads(guardrails) if guardrails else {}}
-            | rollout_snapshot(conn, experiment.id))
+            | rollout_snapshot(conn, experiment.id) | plan_snapshot(conn, experiment.id)
+            | verdicts_snapshot(conn, experiment.id))
 
 
 def _append_change(

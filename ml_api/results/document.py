@@ -2,12 +2,22 @@
 
 One function builds the statistics that the JSON endpoint returns, the HTML page draws and
 the CLI prints, so the three always agree. It is recomputed from the durable record on
-every read (no state kept between reads): the always-valid p-value is the running
-minimum over the timeline's peeks, so reading it often or rarely gives the same answer.
+every read: every timeline bucket is one look of the always-valid test
+(``SequentialMonitor``), so the evidence and the verdicts do not depend on how often
+anyone reads. The one state kept is the final verdicts: the first read that finds a verdict
+other than keep_running records it (``experiments.verdicts``, with the look's time and
+numbers), and from then on it is shown as given, whatever later data says.
+
+Intervals shown. Each variation has two always-valid intervals, labelled: the running one
+(the intersection over the looks, what ``p_value`` and the verdicts use) and this look's
+(which always holds the current estimate). When the effect drifts the running one can
+exclude the estimate; ``drift`` says so. An interval reaching past what a difference of two
+rates can be ([-1, 1]) is clipped to it and marked (``ci_clipped``).
 """
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,20 +26,24 @@ from scipy.stats import binomtest
 from assigner import Variant
 from experiment_stats import (
     DEFAULT_SRM_THRESHOLD,
-    DEFAULT_TAU2,
+    Decision,
     GuardrailBreach,
     MeanSummary,
     SampleSize,
+    SequentialMonitor,
     SequentialTest,
     VariantComparison,
+    VariationVerdict,
     compare_to_control,
     days_remaining,
-    decide,
-    msprt_two_proportions,
     sample_ratio_mismatch,
     sample_size_cohen_h,
+    sample_size_msprt,
     welch_t_test,
 )
+from ml_api.experiments.plans import ALPHA, POWER, Plan
+from ml_api.experiments.repository import ExperimentRepository
+from ml_api.experiments.verdicts import EXPERIMENT_SUBJECT, RecordedVerdict, record_verdicts
 from ml_api.infra.database import Database
 from ml_api.results.query import Aggregates, OutcomeSums, fetch_aggregates
 from ml_api.rollout.guardrails import (
@@ -41,15 +55,14 @@ from ml_api.rollout.guardrails import (
 from ml_api.rollout.report import rollout_results
 from ml_api.telemetry.request_stats import RequestSums
 
-ALPHA = 0.05
-POWER = 0.8
-# Mixing variance of the always-valid test: (1 percentage point)^2, kept fixed for every read
-# so the running minimum over the timeline stays one test (see experiment_stats.sequential).
-TAU2 = DEFAULT_TAU2
-# Planning needs a baseline rate; before the control has conversions, assume this one.
-DEFAULT_BASELINE_RATE = 0.05
+# Planning needs a baseline rate; before the control has conversions, use the plan's.
 # Traffic per day is measured over at least this long, so a first minute is not extrapolated.
 MIN_TRAFFIC_WINDOW_SECONDS = 3600
+# What a difference of two rates can be; always-valid intervals reaching further are clipped.
+FEASIBLE_DIFFERENCE = (-1.0, 1.0)
+POWER_METHOD = ("formula: the smallest n per variant at which the always-valid test with this tau2 rejects with "
+                "the planned power at that look alone, at an effect of the MDE on the control's rate; earlier "
+                "looks only add, so a verdict by then is at least that likely")
 METRICS = {
     "conversion": {
         "type": "binary",
@@ -66,6 +79,14 @@ METRICS = {
 Counts = tuple[int, int]  # (converted users, exposed users)
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """The document, and the verdicts it found that were not recorded yet."""
+
+    document: dict[str, Any]
+    new_verdicts: list[RecordedVerdict]
+
+
 def experiment_results(db: Database, name: str) -> dict[str, Any]:
     """The whole document of GET /results (the report command prints the same): statistics, then
     the shadow and rollout sections. UnknownExperiment when there is none."""
@@ -73,44 +94,78 @@ def experiment_results(db: Database, name: str) -> dict[str, Any]:
 
 
 def build_results(db: Database, name: str) -> dict[str, Any]:
-    """The statistics of experiment ``name`` (UnknownExperiment when there is none)."""
-    return results_document(fetch_aggregates(db, name))
+    """The statistics of experiment ``name``, recording any verdict given for the first time."""
+    evaluation = evaluate(fetch_aggregates(db, name))
+    if evaluation.new_verdicts:
+        record_verdicts(ExperimentRepository(db, ()), name, evaluation.new_verdicts)
+    return evaluation.document
+
+
+def stopped_variations(db: Database, name: str) -> list[str]:
+    """Variations whose final verdict is ``stop`` and that still have traffic (judging records new verdicts)."""
+    document = build_results(db, name)
+    weights = {v["variant"]: v["weight"] for v in document["variants"]}
+    return [v["variant"] for v in document["verdicts"] if v["final"] and v["verdict"] == "stop" and weights[v["variant"]]]
 
 
 def results_document(agg: Aggregates) -> dict[str, Any]:
-    """Every statistic of the experiment, JSON-ready (NaN and infinities become None)."""
+    """Every statistic of the experiment, JSON-ready (NaN and infinities become None); records nothing."""
+    return evaluate(agg).document
+
+
+def evaluate(agg: Aggregates, now: datetime | None = None) -> Evaluation:
+    """The document at ``now`` and the verdicts to record (see the module docstring)."""
+    now = now or datetime.now(timezone.utc)
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # what MySQL keeps of a recorded time
     stored, settings_error = stored_thresholds(agg.experiment.guardrails)
     settings = effective_thresholds(stored)
+    plan = agg.plan or Plan(mde=float(stored.get("mde", Plan().mde)))
     control = agg.experiment.default_variant
     variants = agg.experiment.variants
     names = [v.name for v in variants]
     others = [n for n in names if n != control]
-    timeline, totals, previous = _sequential_timeline(agg, control, others, TAU2)
-    comparisons = compare_to_control(
-        totals[control], {n: totals[n] for n in others}, alpha=ALPHA, tau2=TAU2, previous=previous
-    )
+    looks = _cumulative_looks(agg, names)
+    totals = looks[-1][1] if looks else {n: (0, 0) for n in names}
     # Users first exposed under the current weights (all of them if the weights never changed).
     srm_users = agg.users_since_weights_changed or {n: totals[n][1] for n in names}
     srm_observed = [srm_users.get(n, 0) for n in names]
     srm = sample_ratio_mismatch(srm_observed, [v.weight for v in variants])
     guardrails, breaches = _guardrails(agg, names, control, settings)
-    plan = _plan(totals[control], settings["mde"], len(others))
+    power_plan = _plan(totals[control], plan, len(others))
     slowest, per_day = _traffic(agg, totals, names)
-    decision = decide(comparisons, plan=plan, srm=srm, guardrail_breaches=breaches,
-                      users_per_day_per_variant=per_day, alpha=ALPHA)
+    recorded = _recorded_decision(agg.verdicts)
+    monitor = SequentialMonitor(control, others, tau2=plan.tau2, alpha=ALPHA, mde_relative=plan.mde, final=recorded)
+    timeline, previous, given_at = [], {}, {}
+    for k, (bucket, counts) in enumerate(looks or [(None, totals)]):
+        at = min(datetime.fromtimestamp(bucket + agg.bucket_seconds, timezone.utc), now) if bucket is not None else now
+        last = k == max(len(looks), 1) - 1
+        if last:
+            previous = dict(monitor.tests)
+        before = monitor.decision
+        decision = monitor.look(counts, **({"srm": srm, "guardrail_breaches": breaches, "plan": power_plan,
+                                            "users_per_day_per_variant": per_day} if last else {}))
+        given_at.update(dict.fromkeys(_newly_final(before, decision), at))
+        if bucket is not None:
+            timeline.append(_timeline_point(at, names, counts, monitor.tests))
+    comparisons = compare_to_control(totals[control], {n: totals[n] for n in others}, alpha=ALPHA, tau2=plan.tau2,
+                                     previous=previous)
+    new_verdicts = _new_verdicts(decision, agg.verdicts, given_at, now)
     outcomes = {n: agg.outcomes.get(n, OutcomeSums()) for n in names}
     means = {n: MeanSummary.from_sums(totals[n][1], outcomes[n].total, outcomes[n].total_of_squares) for n in names}
-    return finite({
+    written = {v.subject: v for v in new_verdicts} | agg.verdicts
+    document = finite({
         "experiment": agg.experiment.name,
         "status": agg.experiment.status,
-        "generated_at": _iso(datetime.now(timezone.utc)),
+        "generated_at": _iso(now),
         "control": control,
         "metrics": METRICS,
-        "settings": {"alpha": ALPHA, "power": POWER, "tau2": TAU2, "srm_threshold": DEFAULT_SRM_THRESHOLD},
+        "settings": {"alpha": ALPHA, "power": POWER, "tau2": plan.tau2, "srm_threshold": DEFAULT_SRM_THRESHOLD},
+        "plan": plan.as_dict() | {"fixed": plan.fixed_at is not None},
         "first_exposure": _iso(agg.first_exposure),
         "last_exposure": _iso(agg.last_exposure),
         "variants": [_variant(v, v.name == control, totals[v.name], outcomes[v.name], means[v.name]) for v in variants],
         "comparisons": [_comparison(c, means[control], means[c.variant]) for c in comparisons],
+        "verdicts": [_verdict(n, decision, written, now) for n in others],
         "srm": {
             "p_value": srm.p_value,
             "flagged": srm.flagged,
@@ -121,53 +176,103 @@ def results_document(agg: Aggregates) -> dict[str, Any]:
             "since": _iso(agg.weights_changed_at),
         },
         "guardrails": {"thresholds": _thresholds(settings), "config_error": settings_error, "variants": guardrails},
-        "power": _power(plan, settings["mde"], totals[slowest][1] if slowest else 0, per_day),
+        "power": _power(power_plan, plan, totals, slowest, per_day, len(others)),
         "timeline_bucket_seconds": agg.bucket_seconds,
         "timeline": timeline,
-        "decision": {"action": decision.action, "reason": decision.reason, "variant": decision.variant},
+        "decision": {"action": decision.action, "reason": decision.reason, "variant": decision.variant,
+                     "final": decision.final, **_when(EXPERIMENT_SUBJECT, written, now)},
     })
+    return Evaluation(document, new_verdicts)
 
 
-def _sequential_timeline(
-    agg: Aggregates, control: str, others: Sequence[str], tau2: float
-) -> tuple[list[dict[str, Any]], dict[str, Counts], dict[str, SequentialTest]]:
-    """Cumulative counts and always-valid results at the end of every time bucket.
-
-    Returns the timeline, the final (conversions, users) per variant and each variation's
-    sequential result *before* the last bucket, which ``compare_to_control`` continues.
-    """
-    names = [control, *others]
+def _cumulative_looks(agg: Aggregates, names: Sequence[str]) -> list[tuple[int, dict[str, Counts]]]:
+    """Cumulative (conversions, users) per variant at the end of every time bucket: one look each."""
     buckets = sorted({b for series in (agg.new_users, agg.new_conversions) for n in names for b in series.get(n, {})})
     users = dict.fromkeys(names, 0)
     converted = dict.fromkeys(names, 0)
-    totals: dict[str, Counts] = {n: (0, 0) for n in names}
-    state: dict[str, SequentialTest] = {}
-    previous: dict[str, SequentialTest] = {}
-    timeline = []
+    looks = []
     for bucket in buckets:
         for n in names:
             users[n] += agg.new_users.get(n, {}).get(bucket, 0)
             converted[n] += agg.new_conversions.get(n, {}).get(bucket, 0)
-            # Clocks of different hosts can put a conversion a moment before its exposure.
-            totals[n] = (min(converted[n], users[n]), users[n])
-        previous = dict(state)
-        for n in others:
-            last = state.get(n)
-            state[n] = msprt_two_proportions(
-                *totals[control], *totals[n], tau2=tau2, alpha=ALPHA,
-                previous_p_value=last.p_value if last else 1.0,
-                previous_ci=(last.ci_low, last.ci_high) if last else (-math.inf, math.inf),
-            )
-        timeline.append({
-            "at": _iso(datetime.fromtimestamp(bucket + agg.bucket_seconds, timezone.utc)),
-            "users": {n: totals[n][1] for n in names},
-            "conversions": {n: totals[n][0] for n in names},
-            "comparisons": {
-                n: {"difference": s.difference, "ci_low": s.ci_low, "ci_high": s.ci_high, "p_value": s.p_value}
-                for n, s in state.items()
-            },
-        })
-    return timeline, totals, previous
+        # Clocks of different hosts can put a conversion a moment before its exposure.
+        looks.append((bucket, {n: (min(converted[n], users[n]), users[n]) for n in names}))
+    return looks
+
+
+def _timeline_point(at: datetime, names: Sequence[str], counts: Mapping[str, Counts],
+                    tests: Mapping[str, SequentialTest]) -> dict[str, Any]:
+    """One look: cumulative counts and each variation's always-valid evidence (no time after ``at``)."""
+    return {
+        "at": _iso(at),
+        "users": {n: counts[n][1] for n in names},
+        "conversions": {n: counts[n][0] for n in names},
+        "comparisons": {n: {"difference": s.difference, "p_value": s.p_value, **_intervals(s)} for n, s in tests.items()},
+    }
+
+
+def _intervals(s: SequentialTest) -> dict[str, Any]:
+    """The running and this look's always-valid intervals, clipped to the feasible range and marked so."""
+    low, high = FEASIBLE_DIFFERENCE
+    return {
+        "ci_low": max(s.ci_low, low), "ci_high": min(s.ci_high, high),
+        "ci_clipped": [s.ci_low < low, s.ci_high > high],
+        "current_ci_low": max(s.current_ci_low, low), "current_ci_high": min(s.current_ci_high, high),
+        "current_ci_clipped": [s.current_ci_low < low, s.current_ci_high > high],
+        "drift": s.drift,
+        "restarted": s.restarted,
+    }
+
+
+def _recorded_decision(recorded: Mapping[str, RecordedVerdict]) -> Decision | None:
+    """The verdicts recorded so far as the ``final`` decision the monitor starts from."""
+    if not recorded:
+        return None
+    variations = tuple(VariationVerdict(s, v.verdict, v.reason, v.evidence)  # type: ignore[arg-type]
+                       for s, v in recorded.items() if s != EXPERIMENT_SUBJECT)
+    own = recorded.get(EXPERIMENT_SUBJECT)
+    if own is None:
+        return Decision("keep_running", "", None, variations)
+    return Decision(own.verdict, own.reason, own.variant, variations)  # type: ignore[arg-type]
+
+
+def _newly_final(before: Decision | None, after: Decision) -> list[str]:
+    """Subjects (variations, and '' for the experiment) whose verdict became final at this look."""
+    subjects = [v.variant for v in after.variations
+                if v.final and not (before and (given := before.verdict_of(v.variant)) and given.final)]
+    if after.final and not (before and before.final):
+        subjects.append(EXPERIMENT_SUBJECT)
+    return subjects
+
+
+def _new_verdicts(decision: Decision, recorded: Mapping[str, RecordedVerdict],
+                  given_at: Mapping[str, datetime], now: datetime) -> list[RecordedVerdict]:
+    """The final verdicts of ``decision`` that are not recorded yet, each with the look that gave it."""
+    new = [RecordedVerdict(v.variant, v.verdict, None, v.reason, finite(dict(v.evidence)), given_at[v.variant], now)
+           for v in decision.variations if v.final and v.variant not in recorded and v.variant in given_at]
+    if decision.final and EXPERIMENT_SUBJECT not in recorded and EXPERIMENT_SUBJECT in given_at:
+        evidence = {v.variant: v.verdict for v in decision.variations}
+        new.append(RecordedVerdict(EXPERIMENT_SUBJECT, decision.action, decision.variant, decision.reason, evidence,
+                                   given_at[EXPERIMENT_SUBJECT], now))
+    return new
+
+
+def _verdict(name: str, decision: Decision, written: Mapping[str, RecordedVerdict], now: datetime) -> dict[str, Any]:
+    """One variation's verdict for the document: a badge, why, and when it became final."""
+    verdict = decision.verdict_of(name)
+    if verdict is None:  # the experiment's action was final before this variation got a verdict
+        return {"variant": name, "verdict": "keep_running", "reason": "the experiment's verdict is final",
+                "final": False, "look_at": None, "recorded_at": None, "evidence": None}
+    return {"variant": name, "verdict": verdict.verdict, "reason": verdict.reason, "final": verdict.final,
+            **_when(name, written, now), "evidence": dict(verdict.evidence) if verdict.final else None}
+
+
+def _when(subject: str, written: Mapping[str, RecordedVerdict], now: datetime) -> dict[str, Any]:
+    """When a final verdict was given (its look) and recorded."""
+    v = written.get(subject)
+    if v is None:
+        return {"look_at": None, "recorded_at": None}
+    return {"look_at": _iso(_utc(v.look_at)), "recorded_at": _iso(_utc(v.recorded_at or now))}
 
 
 def _variant(variant: Variant, is_control: bool, counts: Counts, outcomes: OutcomeSums,
@@ -210,8 +315,8 @@ def _comparison(c: VariantComparison, control: MeanSummary, variant: MeanSummary
         "sequential": {
             "p_value": seq.p_value,
             "p_value_holm": c.sequential_p_value_holm,
-            "ci_low": seq.ci_low,
-            "ci_high": seq.ci_high,
+            "current_p_value": seq.current_p_value,
+            **_intervals(seq),
         },
         "chance_to_beat_control": c.chance_to_beat_control,
         "enough_data": fixed.enough_data,
@@ -232,14 +337,14 @@ def _guardrails(
 ) -> tuple[list[dict[str, Any]], list[GuardrailBreach]]:
     """Error rate, fallback rate and p95 latency per variant, and the variations' breaches.
 
-    A guardrail protects users from a variation: only a variation's breach stops the
-    experiment. The control's breach is shown (it is the status quo, not the change tested).
+    A guardrail protects users from a variation: a variation's breach stops that variation.
+    The control's breach is shown (it is the status quo, not the change tested).
     """
     rows, stopping = [], []
     for name in names:
         check = check_variant(settings, name, agg.requests.get(name, RequestSums()))
         breaches = [GuardrailBreach(f"{name} {ENFORCED[b.guardrail][0]}", b.observed, b.threshold,
-                                    ENFORCED[b.guardrail][1]) for b in check.breaches]
+                                    ENFORCED[b.guardrail][1], variant=name) for b in check.breaches]
         if name != control:
             stopping += breaches
         rows.append({
@@ -257,13 +362,15 @@ def _guardrails(
     return rows, stopping
 
 
-def _plan(control: Counts, mde: float, variations: int) -> SampleSize | None:
-    """Users per variant to detect a relative ``mde`` on the control's rate (Bonferroni across variations)."""
+def _plan(control: Counts, plan: Plan, variations: int) -> SampleSize | None:
+    """Users per variant the always-valid test needs to detect the plan's relative MDE on the control's
+    observed rate (the plan's baseline before it has one), Bonferroni across variations."""
     conversions, users = control
     rate = conversions / users if users else 0.0
-    baseline = rate if 0.0 < rate < 1.0 else DEFAULT_BASELINE_RATE
+    baseline = rate if 0.0 < rate < 1.0 else plan.baseline_rate
     try:
-        return sample_size_cohen_h(baseline, mde, relative=True, alpha=ALPHA / max(variations, 1), power=POWER)
+        return sample_size_msprt(baseline, plan.mde, relative=True, tau2=plan.tau2, alpha=ALPHA / max(variations, 1),
+                                 power=POWER)
     except ValueError:  # the MDE would push the rate past 100 %
         return None
 
@@ -277,16 +384,24 @@ def _traffic(agg: Aggregates, totals: Mapping[str, Counts], names: Sequence[str]
     return slowest, totals[slowest][1] * 86400 / window
 
 
-def _power(plan: SampleSize | None, mde: float, users: int, per_day: float | None) -> dict[str, Any]:
-    """The sample-size plan and how long the smallest variant still needs at its current traffic."""
-    required = plan.users_per_variant if plan else None
+def _power(power_plan: SampleSize | None, plan: Plan, totals: Mapping[str, Counts], slowest: str | None,
+           per_day: float | None, variations: int) -> dict[str, Any]:
+    """The always-valid test's plan and how long the smallest variant still needs at its current traffic."""
+    users = totals[slowest][1] if slowest else 0
+    required = power_plan.users_per_variant if power_plan else None
+    fixed = (sample_size_cohen_h(power_plan.baseline_rate, plan.mde, relative=True, alpha=power_plan.alpha,
+                                 power=POWER).users_per_variant if power_plan else None)
     return {
-        "baseline_rate": plan.baseline_rate if plan else None,
-        "mde_relative": mde,
-        "target_rate": plan.target_rate if plan else None,
-        "alpha_per_comparison": plan.alpha if plan else None,
+        "method": "msprt",
+        "how": POWER_METHOD,
+        "tau2": plan.tau2,
+        "baseline_rate": power_plan.baseline_rate if power_plan else None,
+        "mde_relative": plan.mde,
+        "target_rate": power_plan.target_rate if power_plan else None,
+        "alpha_per_comparison": ALPHA / max(variations, 1),
         "power": POWER,
         "required_users_per_variant": required,
+        "fixed_horizon_users_per_variant": fixed,
         "users_per_variant": users,
         "users_per_day_per_variant": per_day,
         "days_remaining": days_remaining(required, users, per_day) if required and per_day is not None else None,
@@ -314,6 +429,11 @@ def _rate_interval(conversions: int, users: int) -> tuple[float | None, float | 
 
 def _thresholds(settings: Mapping[str, float]) -> dict[str, float]:
     return {key: settings[key] for key in ("max_error_rate", "max_fallback_rate", "max_p95_latency_ms", "min_requests")}
+
+
+def _utc(value: datetime) -> datetime:
+    """MySQL's naive UTC times as aware ones."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -10,13 +10,15 @@ in one consistent snapshot, so conversions never outnumber the exposures they be
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from mysql.connector.abstracts import MySQLConnectionAbstract
 
 from assigner import Variant
 from ml_api.errors import UnknownExperiment
+from ml_api.experiments.plans import Plan, read_plan
+from ml_api.experiments.verdicts import RecordedVerdict, read_verdicts
 from ml_api.infra.database import Database
 from ml_api.telemetry.request_stats import RequestSums
 
@@ -92,6 +94,8 @@ class Aggregates:
     requests: dict[str, RequestSums]
     weights_changed_at: datetime | None = None  # the last change of the weights' proportions
     users_since_weights_changed: dict[str, int] | None = None  # first exposed since then
+    plan: Plan | None = None  # None: the experiment set none and has not started (the default applies)
+    verdicts: dict[str, RecordedVerdict] = field(default_factory=dict)  # final verdicts recorded, by subject
 
     def users(self, variant: str) -> int:
         return sum(self.new_users.get(variant, {}).values())
@@ -128,7 +132,8 @@ def _fetch(conn: MySQLConnectionAbstract, name: str) -> Aggregates:
     changed_at, users_since = _users_since_weights_changed(cursor, experiment)
     cursor.close()
     return Aggregates(experiment, width, _utc(first), _utc(last), dict(new_users), new_conversions, outcomes,
-                      dict(requests), _utc(changed_at), users_since)
+                      dict(requests), _utc(changed_at), users_since, read_plan(conn, experiment.id),
+                      read_verdicts(conn, experiment.id))
 
 
 def _users_since_weights_changed(cursor, experiment: ExperimentInfo) -> tuple[datetime | None, dict[str, int] | None]:

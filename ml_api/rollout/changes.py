@@ -29,6 +29,7 @@ from ml_api.telemetry.request_stats import RequestSums
 
 RAMP_ACTOR = "ramp"
 GUARDRAIL_ACTOR = "guardrail"
+VERDICT_ACTOR = "verdict"
 
 ENSURE_ROW = (
     "INSERT INTO experiment_rollouts (experiment_id) VALUES (%s) ON DUPLICATE KEY UPDATE experiment_id = experiment_id"
@@ -51,6 +52,11 @@ SET_BREACH = (
     "UPDATE experiment_rollouts SET guardrail_breach = %s, guardrail_from_minute = %s WHERE experiment_id = %s"
 )
 PAUSE_IF_RUNNING = "UPDATE experiments SET status = 'paused' WHERE id = %s AND status = 'running'"
+# A variation loses its traffic only with a recorded final stop verdict, and only once.
+STOP_VARIATION = (
+    "UPDATE variants v JOIN experiment_verdicts d ON d.experiment_id = v.experiment_id AND d.subject = v.name"
+    " SET v.weight = 0 WHERE v.experiment_id = %s AND v.name = %s AND v.weight > 0 AND d.verdict = 'stop'"
+)
 # Requests per variant and latency bucket since a minute, less the baseline taken at the last
 # (re)start (the counts its minute held then: served before it, they are not judged again).
 WINDOW = (
@@ -147,6 +153,21 @@ class RolloutRepository:
             _update_row(conn, before.id, SET_BREACH, (json.dumps(breach.as_dict()), minute + 1))
 
         return self._automatic(state.experiment, "guardrail_pause", GUARDRAIL_ACTOR, change)
+
+    def stop_variation(self, name: str, variant: str) -> bool:
+        """Set a variation's weight to 0 because its final verdict is ``stop`` (history action
+        ``stop_variation``, actor ``verdict``); False when it had no traffic left or no such verdict.
+        Users assigned to it before keep it (assignments are sticky); new users go to the others."""
+
+        def change(conn: MySQLConnectionAbstract, before: Experiment) -> None:
+            if variant == before.default_variant:
+                raise ChangeRaced("the control keeps its traffic")
+            cursor = conn.cursor()
+            cursor.execute(STOP_VARIATION, (before.id, variant))
+            if cursor.rowcount != 1:
+                raise ChangeRaced("stopped already, or no stop verdict")
+
+        return self._automatic(name, "stop_variation", VERDICT_ACTOR, change)
 
     def window(self, experiment_id: int, since_minute: int) -> dict[str, RequestSums]:
         """Requests per variant from ``since_minute`` on, summed over every worker and host, less the

@@ -9,9 +9,12 @@ The rollout thread (one per gunicorn worker, started with the worker's other thr
 3. advance every running ramp whose step has lasted its minimum duration;
 4. pause every running experiment whose variation breaches a guardrail, judged on the
    per-minute request counts all workers share in MySQL (``request_stats``) over the
-   current and the previous minute.
+   current and the previous minute;
+5. every VERDICT_CHECK_SECONDS, judge the running experiments whose plan opts in
+   (``stop_variations``): the results record any new verdict, and a variation whose final
+   verdict is ``stop`` gets weight 0 while the others keep running.
 
-Steps 3 and 4 run in every worker of every host: they are compare-and-set changes
+Steps 3 to 5 run in every worker of every host: they are compare-and-set changes
 (``rollout.changes``), so exactly one worker applies each advance and each pause, and only
 that worker emits the event and counts the breach. A worker that exits gracefully writes
 its last shadow predictions first (``close``, from ``Services.stop``).
@@ -26,7 +29,7 @@ from assigner import Assignment, Experiment, ExperimentStatus
 from ml_api.errors import DatabaseUnavailable
 from ml_api.infra.background import PeriodicTask
 from ml_api.infra.database import Database
-from ml_api.rollout.changes import RAMP_ACTOR, RolloutRepository
+from ml_api.rollout.changes import RAMP_ACTOR, VERDICT_ACTOR, RolloutRepository
 from ml_api.rollout.guardrails import Breach, first_breach, window_start
 from ml_api.rollout.ramp import is_due
 from ml_api.rollout.shadow import ShadowJob, ShadowMirror, is_mirrored
@@ -43,8 +46,15 @@ class Rollout:
     """This worker's rollout state, shadow mirror and rollout thread."""
 
     def __init__(self, repo: RolloutRepository, shadow: ShadowMirror, db: Database, events: EventEmitter,
-                 interval_seconds: float, clock: Callable[[], float] = time.time) -> None:
+                 interval_seconds: float, clock: Callable[[], float] = time.time,
+                 stopped_variations: Callable[[str], list[str]] | None = None,
+                 verdict_interval_seconds: float = 60.0) -> None:
         self.repo = repo
+        # The variations of an experiment with a final stop verdict that still get traffic (it
+        # records new verdicts): the results' judgement, handed in so rollout need not import results.
+        self._stopped_variations = stopped_variations
+        self._verdict_interval = verdict_interval_seconds
+        self._last_verdict_check = -float("inf")
         self.shadow = shadow
         self._db = db
         self._events = events
@@ -84,7 +94,8 @@ class Rollout:
 
     def tick(self) -> None:
         """One round of the rollout thread (see the module docstring); each step survives the others' failures."""
-        for step in (self._refresh, self._flush_shadow, self._advance_ramps, self._check_guardrails):
+        for step in (self._refresh, self._flush_shadow, self._advance_ramps, self._check_guardrails,
+                     self._stop_variations):
             self._run_step(step)
 
     @staticmethod
@@ -118,6 +129,19 @@ class Rollout:
             breach = first_breach(state.guardrails, window, state.default_variant)
             if breach is not None and self.repo.pause_for_breach(state, breach, minute):
                 self._report_breach(state.experiment, breach)
+
+    def _stop_variations(self) -> None:
+        now = self._clock()
+        if self._stopped_variations is None or now - self._last_verdict_check < self._verdict_interval:
+            return
+        self._last_verdict_check = now
+        for state in list(self._states.values()):
+            if not (state.running and state.stop_variations):
+                continue
+            for variant in self._stopped_variations(state.experiment):
+                if self.repo.stop_variation(state.experiment, variant):
+                    log.warning("verdict: variation %r of %r stopped, its weight is now 0", variant, state.experiment)
+                    self._emit_change(state.experiment, "stop_variation", VERDICT_ACTOR)
 
     def _report_breach(self, experiment: str, breach: Breach) -> None:
         """The winner of a pause (only it) counts the breach and emits the event."""

@@ -19,8 +19,9 @@ from ml_api.rollout.ramp import RampStep, steps_from_json
 SELECT_STATES = (
     "SELECT e.id, e.name, e.status, e.default_variant, e.guardrails, r.shadow_model, r.shadow_percent, r.ramp,"
     " r.ramp_step, TIMESTAMPDIFF(MICROSECOND, r.step_started_at, CURRENT_TIMESTAMP(3)), r.guardrail_breach,"
-    " r.guardrail_from_minute"
+    " r.guardrail_from_minute, COALESCE(p.stop_variations, 0)"
     " FROM experiments e LEFT JOIN experiment_rollouts r ON r.experiment_id = e.id"
+    " LEFT JOIN experiment_plans p ON p.experiment_id = e.id"
 )
 
 
@@ -53,6 +54,7 @@ class RolloutState:
     seconds_in_step: float | None = None
     breach: dict[str, Any] | None = None
     guardrail_from_minute: int = 0
+    stop_variations: bool = False  # the plan lets a variation with a final stop verdict lose its traffic
 
     @property
     def mirrors(self) -> bool:
@@ -65,7 +67,7 @@ class RolloutState:
 
 def _state(row: tuple) -> RolloutState:
     (experiment_id, name, status, default_variant, guardrails, shadow_model, shadow_percent, ramp, ramp_step,
-     elapsed_us, breach, from_minute) = row
+     elapsed_us, breach, from_minute, stop_variations) = row
     return RolloutState(
         experiment_id=int(experiment_id),
         experiment=name,
@@ -79,13 +81,15 @@ def _state(row: tuple) -> RolloutState:
         seconds_in_step=elapsed_us / 1e6 if elapsed_us is not None else None,
         breach=json.loads(breach) if breach else None,
         guardrail_from_minute=int(from_minute or 0),
+        stop_variations=bool(stop_variations),
     )
 
 
 def load_states(conn: MySQLConnectionAbstract) -> dict[int, RolloutState]:
-    """Rollout state of every experiment with a rollout row or guardrails, by experiment id."""
+    """Rollout state of every experiment with a rollout row, guardrails or stop_variations, by experiment id."""
     cursor = conn.cursor()
-    cursor.execute(SELECT_STATES + " WHERE r.experiment_id IS NOT NULL OR e.guardrails IS NOT NULL")
+    cursor.execute(SELECT_STATES + " WHERE r.experiment_id IS NOT NULL OR e.guardrails IS NOT NULL"
+                   " OR p.stop_variations = 1")
     states = {state.experiment_id: state for state in map(_state, cursor.fetchall())}
     cursor.close()
     return states

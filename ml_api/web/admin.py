@@ -89,13 +89,14 @@ def create_experiment() -> tuple[dict[str, Any], int]:
 @bp.patch("/experiments/<name>")
 @require_admin("change_experiment")
 def change_experiment(name: str) -> dict[str, Any]:
-    """Change weights, traffic allocation, guardrails or (before the start) the salt."""
+    """Change weights, traffic allocation, guardrails, the plan or (before the start) the salt."""
     repo = services().experiments
     body = json_body(request)
     changes = {
         "weights": repo.set_weights,
         "traffic_allocation": repo.set_traffic_allocation,
         "guardrails": repo.set_guardrails,
+        "plan": repo.set_plan,
         "salt": repo.set_salt,
     }
     unknown = set(body) - set(changes)
@@ -105,7 +106,7 @@ def change_experiment(name: str) -> dict[str, Any]:
     for key, change in changes.items():
         if key in body:
             experiment = change(name, body[key], actor())
-    return describe(experiment) | {"guardrails": repo.guardrails(name)}
+    return describe(experiment) | {"guardrails": repo.guardrails(name), "plan": repo.plan(name).as_dict()}
 
 
 @bp.post("/experiments/<name>/<any(start, pause, stop):action>")

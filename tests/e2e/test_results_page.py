@@ -4,17 +4,22 @@ Chromium is Debian's ``chromium`` package; scripts/ensure_test_tools.sh installs
 these tests try that script once before skipping (only when it cannot be installed).
 """
 
+import json
 import math
 import re
 import shutil
 import subprocess
+from collections import Counter
+from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ml_api.config import PROJECT_ROOT
 from tests.integration.ml_api.results.test_document import record_requests, seed
+from tests.png import read_png
 from tests.waiting import wait_until
 
 IRIS = [5.1, 3.5, 1.4, 0.2]
@@ -122,14 +127,14 @@ def test_the_page_draws_the_numbers_of_the_json_endpoint(chromium, gateway, db, 
                 f"timeline/{last}/comparisons/{comparison['variant']}/difference"} <= shown
     assert {"srm/p_value", "power/required_users_per_variant", "power/days_remaining"} <= shown
 
-    circles = [attrs for tag, attrs in page.elements if tag == "circle"]
+    circles = [attrs for tag, attrs in page.elements if tag == "circle" and attrs.get("class") != "look"]
     lines = {attrs["data-variant"]: int(attrs["data-points"]) for tag, attrs in page.elements
              if tag == "polyline" and "difference" in attrs.get("class", "")}
     assert len(circles) == 3
     assert lines == {"variation": len(document["timeline"]), "variation-2": len(document["timeline"])}
-    assert document["decision"]["action"] == "stop"  # variation's fallback rate 8 % > 5 %
+    assert document["verdicts"][0]["verdict"] == "stop"  # variation's fallback rate 8 % > 5 %
     decision = next(attrs for tag, attrs in page.elements if attrs.get("id") == "decision")
-    assert decision["class"] == "decision stop"
+    assert decision["class"] == "decision " + document["decision"]["action"]
 
 
 def test_predictions_and_feedback_through_the_gateway_reach_the_results(gateway, make_experiment):
@@ -155,3 +160,75 @@ def test_predictions_and_feedback_through_the_gateway_reach_the_results(gateway,
     assert sum(g["requests"] for g in guardrails.values()) == 30
     assert all(g["p95_latency_ms"] > 0 for g in guardrails.values() if g["requests"])
     assert body["decision"]["action"] == "keep_running"
+
+
+def screenshot(chromium: str, url: str, profile: Path, path: Path) -> np.ndarray:
+    """What Chromium draws of the page (its --screenshot), as RGB pixels."""
+    done = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1000,2600",
+                           "--hide-scrollbars", f"--screenshot={path}", url], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and path.exists(), done.stderr[-2000:]
+    return read_png(path)
+
+
+def chart_regions(pixels: np.ndarray) -> list[tuple[int, int]]:
+    """Row ranges of the charts: their background (#fcfcfc) fills most of a row."""
+    rows = (np.abs(pixels.astype(int) - 252).sum(axis=2) == 0).mean(axis=1) > 0.3
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], rows.astype(int), [0]])))
+    runs: list[list[int]] = []
+    for a, b in zip(edges[::2], edges[1::2]):
+        if runs and a - runs[-1][1] <= 8:  # a grid line or a bar crossing the chart
+            runs[-1][1] = int(b)
+        else:
+            runs.append([int(a), int(b)])
+    return [(a, b) for a, b in runs if b - a > 40]
+
+
+def color_pixels(region: np.ndarray, rgb: tuple[int, int, int]) -> int:
+    return int((np.abs(region.astype(int) - rgb).sum(axis=2) < 30).sum())
+
+
+@pytest.mark.parametrize("hours", [1, 30])
+def test_the_page_draws_points_labels_and_verdicts(chromium, gateway, db, make_experiment, tmp_path, hours):
+    """Seen in a browser: every look is a point (a single hour too), time labels are not later than the
+    page's time, axis ticks are round, each variation has its verdict badge, the header names the control
+    once. The screenshot shows the points and the labels in the cumulative-difference chart."""
+    name = make_experiment((34, 33, 33))
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
+    seed(db, name, {"control": 1500, "variation": 1500, "variation-2": 1500},
+         {"control": 300, "variation": 120, "variation-2": 310}, hours=max((now - start).total_seconds(), 120) / 3600 / 2,
+         start=start)
+    url = f"{gateway.url}/experiments/{name}/results.html"
+    html = dump_dom(chromium, url, tmp_path / "profile")
+    page = NumberCollector()
+    page.feed(html)
+    document = json.loads(re.search(r'<script id="results-data" type="application/json">(.*?)</script>', html,
+                                    re.S).group(1))  # the page's own document: its time, its numbers
+    assert_page_shows(document, page.numbers)
+
+    looks = Counter(attrs["data-variant"] for tag, attrs in page.elements if attrs.get("class") == "look")
+    assert looks == {"variation": len(document["timeline"]), "variation-2": len(document["timeline"])}
+    assert (hours == 1) == (len(document["timeline"]) == 1)
+    times = [attrs["data-at"] for tag, attrs in page.elements if attrs.get("class") == "time"]
+    assert times and all(at <= document["generated_at"] for at in times)
+    badges = {attrs["data-variant"]: attrs["data-verdict"] for tag, attrs in page.elements
+              if "badge" in attrs.get("class", "") and "data-verdict" in attrs}
+    assert badges == {v["variant"]: v["verdict"] for v in document["verdicts"]}
+    assert badges["variation"] == "stop"
+    assert "control control" not in html
+    ticks = re.findall(r'class="tick"[^>]*>([+-]?[\d.]+) ?(?:pp|%)<', html)
+    assert len(ticks) >= 4
+    for tick in map(float, ticks):  # 1, 2 or 5 times a power of ten, times an integer
+        assert any(math.isclose(tick / step, round(tick / step), abs_tol=1e-6)
+                   for step in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50)), ticks
+
+    pixels = screenshot(chromium, url, tmp_path / "shot-profile", tmp_path / "page.png")
+    regions = chart_regions(pixels)
+    assert len(regions) >= 2, regions
+    top, bottom = regions[1]  # the rate chart, then the cumulative difference over time
+    chart = pixels[top:bottom]
+    assert color_pixels(chart, (31, 119, 180)) > 40 and color_pixels(chart, (214, 39, 40)) > 40  # the points
+    ink = np.abs(chart.astype(int)).sum(axis=2) < 250
+    width = chart.shape[1]
+    assert ink[:, : width // 12].sum() > 50  # the value labels left of the plot
+    assert ink[-(bottom - top) // 10:, : width // 2].sum() > 20  # the time label under it

@@ -1,13 +1,25 @@
-"""Sample sizes vs statsmodels and vs published worked examples; days remaining."""
+"""Sample sizes vs statsmodels and vs published worked examples; the mSPRT plan vs statsmodels and simulation."""
 
 import math
 
 import numpy as np
 import pytest
 from statsmodels.stats.power import NormalIndPower
+from scipy.stats import norm
 from statsmodels.stats.proportion import proportion_effectsize
 
-from experiment_stats import days_remaining, sample_size_classic, sample_size_cohen_h
+from experiment_stats import (
+    always_valid_p_values,
+    days_remaining,
+    difference_and_variance,
+    msprt_half_width,
+    msprt_log_likelihood_ratio,
+    msprt_power,
+    sample_size_classic,
+    sample_size_cohen_h,
+    sample_size_msprt,
+    tau2_for_mde,
+)
 
 
 def test_cohen_h_matches_statsmodels_normal_ind_power():
@@ -73,3 +85,43 @@ def test_days_remaining():
     assert days_remaining(10_000, 4_000, 1_500) == pytest.approx(4.0)
     assert days_remaining(10_000, 12_000, 1_500) == 0.0
     assert days_remaining(10_000, 4_000, 0) == math.inf
+
+
+@pytest.mark.parametrize(("baseline", "mde", "alpha", "users"),
+                         [(0.10, 0.10, 0.05, 28_581), (0.05, 0.20, 0.025, 17_000), (0.30, 0.05, 0.05, 9_000)])
+def test_msprt_power_is_a_z_test_at_the_always_valid_critical_value_as_statsmodels_computes_it(
+        baseline, mde, alpha, users):
+    """At one look the mSPRT rejects when |d| exceeds its half-width h, i.e. a two-sided z-test whose
+    critical value is h / sigma; statsmodels' NormalIndPower gives that test's power, with the effect size
+    delta / sqrt(V / 2) (V = p1 q1 + p2 q2) and alpha' = 2 (1 - Phi(h / sigma))."""
+    target, tau2 = baseline * (1 + mde), tau2_for_mde(baseline, mde)
+    pair_variance = baseline * (1 - baseline) + target * (1 - target)
+    sigma = math.sqrt(pair_variance / users)
+    equivalent_alpha = 2 * norm.sf(msprt_half_width(sigma**2, tau2, alpha) / sigma)
+    expected = NormalIndPower().power(effect_size=(target - baseline) / math.sqrt(pair_variance / 2), nobs1=users,
+                                      alpha=equivalent_alpha, ratio=1.0, alternative="two-sided")
+    assert msprt_power(users, baseline, target, tau2=tau2, alpha=alpha) == pytest.approx(expected, rel=1e-9)
+
+
+def test_msprt_sample_size_gives_the_requested_power_at_that_look_and_more_with_earlier_looks():
+    """Simulated: 4,000 experiments at 10 % -> 11 % with tau2 from the MDE. At the planned n alone the mSPRT
+    rejects in 80 % of them (the formula), and counting a look every 500 users up to it, more often."""
+    tau2 = tau2_for_mde(0.10, 0.10)
+    plan = sample_size_msprt(0.10, 0.10, relative=True, tau2=tau2)
+    assert plan.method == "msprt" and plan.users_per_variant > sample_size_cohen_h(0.10, 0.10, relative=True).exact
+    assert msprt_power(plan.exact, 0.10, 0.11, tau2=tau2) == pytest.approx(0.8, abs=1e-9)
+    rng = np.random.default_rng(5)
+    runs, batch = 4_000, 500
+    looks = math.ceil(plan.users_per_variant / batch)
+    users = np.minimum(batch * np.arange(1, looks + 1), plan.users_per_variant)
+    increments = np.diff(users, prepend=0)
+    conv_a = rng.binomial(increments, 0.10, size=(runs, looks)).cumsum(axis=-1)
+    conv_b = rng.binomial(increments, 0.11, size=(runs, looks)).cumsum(axis=-1)
+    paths = always_valid_p_values(conv_a, users, conv_b, users, tau2=tau2)
+    at_planned_look = float((np.exp(-msprt_log_likelihood_ratio(
+        *difference_and_variance(conv_a[:, -1], users[-1], conv_b[:, -1], users[-1]), tau2)) < 0.05).mean())
+    by_planned_look = float((paths[:, -1] < 0.05).mean())
+    print(f"\nmSPRT plan {plan.users_per_variant:,} per variant (fixed-horizon {sample_size_cohen_h(0.1, 0.1, relative=True).users_per_variant:,}): "
+          f"rejects at that look {at_planned_look:.3f}, by it with a look every 500: {by_planned_look:.3f}")
+    assert at_planned_look == pytest.approx(0.8, abs=3 * math.sqrt(0.16 / runs))
+    assert 0.8 <= by_planned_look <= 0.95

@@ -10,6 +10,7 @@ from experiment_stats import (
     always_valid_p_values,
     msprt_log_likelihood_ratio,
     msprt_two_proportions,
+    tau2_for_mde,
     z_test,
 )
 
@@ -63,12 +64,19 @@ def _cumulative_experiments(rng, experiments, peeks, batch, rate_a, rate_b):
     return conv_a, conv_b, batch * np.arange(1, peeks + 1)
 
 
+def _assert_p_and_interval_agree(result, alpha=ALPHA):
+    """"p < alpha <=> 0 outside the always-valid CI", for the running pair and for this look's pair."""
+    assert (result.ci_low > 0 or result.ci_high < 0) == (result.p_value < alpha)
+    assert (result.current_ci_low > 0 or result.current_ci_high < 0) == (result.current_p_value < alpha)
+    assert result.current_ci_low <= result.difference <= result.current_ci_high
+
+
 def test_scalar_peeks_reproduce_the_vectorized_path_and_keep_p_and_ci_consistent():
     rng = np.random.default_rng(41)
     conv_a, conv_b, users = _cumulative_experiments(rng, 30, 15, 300, 0.1, 0.115)
     paths = always_valid_p_values(conv_a, users, conv_b, users)
     for exp in range(conv_a.shape[0]):
-        previous = None
+        previous, restarted = None, False
         for peek, n in enumerate(users):
             previous = msprt_two_proportions(
                 int(conv_a[exp, peek]),
@@ -79,10 +87,50 @@ def test_scalar_peeks_reproduce_the_vectorized_path_and_keep_p_and_ci_consistent
                 previous_p_value=previous.p_value if previous else 1.0,
                 previous_ci=(previous.ci_low, previous.ci_high) if previous else (-math.inf, math.inf),
             )
-            assert previous.p_value == pytest.approx(paths[exp, peek], rel=1e-12)
-            excludes_zero = previous.ci_low > 0 or previous.ci_high < 0
-            assert excludes_zero == (previous.p_value < ALPHA)
+            restarted |= previous.restarted
+            if not restarted:  # the running minimum is the vectorized path until the evidence restarts
+                assert previous.p_value == pytest.approx(paths[exp, peek], rel=1e-12)
+            assert previous.current_p_value == pytest.approx(min(1.0, math.exp(-previous.log_likelihood_ratio)))
+            _assert_p_and_interval_agree(previous)
     assert (np.diff(paths, axis=-1) <= 0).all(), "always-valid p-values never increase"
+
+
+def test_p_and_interval_agree_at_every_look_even_when_the_effect_turns_around():
+    """The issue's call: b significantly worse at 1,000 users, then slightly better at 10,000. The running
+    pair used to keep the old p = 0.014 beside the new interval -1.45..+2.45 pp; now the intervals do not
+    overlap, so the running pair restarts from this look (p = 1, interval around +0.5 pp) and says so."""
+    first = msprt_two_proportions(300, 1000, 180, 1000)
+    assert first.p_value < ALPHA and first.ci_high < 0 and not first.drift
+    second = msprt_two_proportions(2500, 10000, 2550, 10000, previous_p_value=first.p_value,
+                                   previous_ci=(first.ci_low, first.ci_high))
+    assert second.restarted and second.drift
+    assert second.p_value == second.current_p_value == 1.0
+    assert (second.ci_low, second.ci_high) == pytest.approx((-0.0144639, 0.0244639), abs=1e-7)
+    for result in (first, second):
+        _assert_p_and_interval_agree(result)
+
+
+def test_a_drifting_effect_is_flagged_when_the_running_interval_excludes_the_estimate():
+    """A novelty effect: +3 pp in the first 20,000 users per variant, +1.4 pp over the next 100,000. The
+    intersection of all looks stays near the early effect and excludes the later estimate (+1.67 pp):
+    flagged, and this look's interval holds it."""
+    early = msprt_two_proportions(2_000, 20_000, 2_600, 20_000, tau2=1e-4)
+    late = msprt_two_proportions(12_000, 120_000, 14_000, 120_000, tau2=1e-4,
+                                 previous_p_value=early.p_value, previous_ci=(early.ci_low, early.ci_high))
+    assert not early.drift
+    assert late.drift and not late.restarted
+    assert not late.ci_low <= late.difference <= late.ci_high
+    assert late.current_ci_low <= late.difference <= late.current_ci_high
+    _assert_p_and_interval_agree(late)
+
+
+def test_tau2_follows_the_planned_mde():
+    assert tau2_for_mde(0.10, 0.10) == pytest.approx(1e-4)
+    assert tau2_for_mde(0.05, 0.20) == pytest.approx(1e-4)
+    assert tau2_for_mde(0.10, 0.02, relative=False) == pytest.approx(4e-4)
+    for bad in [(0.0, 0.1), (0.1, 0.0), (1.0, 0.1)]:
+        with pytest.raises(ValueError):
+            tau2_for_mde(*bad)
 
 
 def test_no_data_means_no_evidence():

@@ -19,7 +19,9 @@ from experiment_stats import (
     sample_ratio_mismatch,
     welch_t_test,
 )
-from ml_api.infra.database import Database
+from ml_api.errors import InvalidDefinition
+from ml_api.experiments.plans import read_plan
+from ml_api.infra.database import Database, apply_schema
 from ml_api.telemetry.request_stats import RequestStats
 
 START = datetime(2024, 3, 1)  # naive UTC, like the gateway's writes
@@ -145,15 +147,25 @@ def test_a_user_converts_once_and_only_on_a_positive_outcome(client, db, make_ex
     assert control["outcome_mean"] == pytest.approx((3.0 + 0.0 + 2.0) / 10)
 
 
-def test_a_clear_winner_is_shipped(client, db, make_experiment):
+def test_a_clear_winner_is_shipped_at_the_first_look_that_shows_it_and_the_verdict_is_recorded(
+        client, db, repo, make_experiment):
+    """The seed converts each variant's first users, so the difference is clear within the first hours:
+    the verdict is the one of that look (its time and numbers), recorded once, in the history too."""
     name = make_experiment()
     seed(db, name, {"control": 2000, "variation": 2000}, {"control": 200, "variation": 400})
     body = get_results(client, name)
-    assert body["decision"]["action"] == "ship_variation"
-    assert body["decision"]["variant"] == "variation"
-    assert body["decision"]["reason"].startswith("ship variation: rate 10% -> 20%")
+    decision = body["decision"]
+    assert decision["action"] == "ship_variation" and decision["variant"] == "variation" and decision["final"]
+    assert decision["reason"].startswith("ship variation: rate ")
+    assert body["timeline"][0]["at"] <= decision["look_at"] < body["timeline"][-1]["at"] <= body["generated_at"]
+    (verdict,) = body["verdicts"]
+    assert verdict["verdict"] == "ship" and verdict["final"] and verdict["look_at"] == decision["look_at"]
     sequential = body["comparisons"][0]["sequential"]
     assert sequential["p_value"] < 0.05 and sequential["ci_low"] > 0
+    assert get_results(client, name)["decision"] == decision
+    (recorded,) = [c for c in repo.history(name) if c["action"] == "verdict"]
+    assert recorded["actor"] == "verdict"
+    assert recorded["after"]["verdicts"] == {"experiment": "ship_variation", "variation": "ship"}
 
 
 def test_not_enough_data_keeps_running_with_users_and_days_needed(client, db, make_experiment):
@@ -189,7 +201,7 @@ def test_srm_uses_the_configured_weights(client, db, make_experiment):
     assert srm["flagged"] is False and srm["p_value"] == pytest.approx(1.0)
 
 
-def test_a_variations_guardrail_breach_stops_the_experiment(client, db, make_experiment):
+def test_a_variations_guardrail_breach_stops_it_and_keeps_the_control(client, db, make_experiment):
     name = make_experiment()
     eid = seed(db, name, {"control": 100, "variation": 100}, {})
     record_requests(db, eid, "control", 300, latency_ms=20)
@@ -200,8 +212,9 @@ def test_a_variations_guardrail_breach_stops_the_experiment(client, db, make_exp
     assert guardrails["variation"]["breached"] is True
     assert guardrails["variation"]["breaches"] == ["variation fallback rate 10% > 5%"]
     assert guardrails["control"]["breached"] is False
-    assert body["decision"] == {"action": "stop", "variant": None,
-                                "reason": "stop: guardrail breached: variation fallback rate 10% > 5%"}
+    assert body["verdicts"][0]["verdict"] == "stop"
+    assert body["decision"]["action"] == "keep_control" and body["decision"]["final"]
+    assert body["decision"]["reason"] == "keep control: variation: stop (guardrail breached: variation fallback rate 10% > 5%)"
 
 
 def test_p95_latency_comes_from_the_histogram_and_the_control_does_not_stop_the_test(client, db, make_experiment):
@@ -236,8 +249,8 @@ def test_thresholds_come_from_the_experiment_definition(client, db, make_experim
     body = get_results(client, name)
     assert body["guardrails"]["thresholds"] == {"max_error_rate": 0.05, "max_fallback_rate": 0.02,
                                                 "max_p95_latency_ms": 250.0, "min_requests": 50}
-    assert body["power"]["mde_relative"] == 0.2
-    assert body["decision"]["reason"] == "stop: guardrail breached: variation fallback rate 3% > 2%"
+    assert body["power"]["mde_relative"] == 0.1  # the plan was fixed at the start, before "mde" was set
+    assert body["decision"]["reason"] == "keep control: variation: stop (guardrail breached: variation fallback rate 3% > 2%)"
 
 
 @pytest.mark.parametrize("stored,problem", [
@@ -376,3 +389,72 @@ def test_weights_rescaled_to_the_same_split_are_no_change(client, db, repo, make
     change_weights(db, repo, name, {"control": 30, "variation": 30}, START + timedelta(hours=1))
     srm = get_results(client, name)["srm"]
     assert srm["since"] is None and srm["observed"] == {"control": 100, "variation": 100}
+
+
+def test_a_final_verdict_does_not_flip_when_later_data_points_the_other_way(client, db, make_experiment):
+    name = make_experiment()
+    seed(db, name, {"control": 1500, "variation": 1500}, {"control": 300, "variation": 150}, hours=3)
+    first = get_results(client, name)
+    assert first["decision"]["action"] == "keep_control" and first["verdicts"][0]["verdict"] == "stop"
+    later = START + timedelta(hours=4)
+    with db.transaction() as conn:  # the variation now converts far better than the control
+        eid = experiment_id(db, name)
+        conn.cursor().executemany(
+            "INSERT INTO assignments (experiment_id, user_id, variant, assigned_at) VALUES (%s, %s, %s, %s)",
+            [(eid, f"late-{v}-{i}", v, later) for v in ("control", "variation") for i in range(3000)])
+        conn.cursor().executemany(
+            "INSERT INTO outcomes (feedback_id, experiment_id, user_id, variant, value, recorded_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            [(uuid.uuid4().hex, eid, f"late-variation-{i}", "variation", 1.0, later) for i in range(1500)])
+    second = get_results(client, name)
+    assert second["decision"] == first["decision"] and second["verdicts"] == first["verdicts"]
+    assert second["variants"][1]["users"] == 4500  # later data is shown
+    assert len(second["timeline"]) > len(first["timeline"])
+
+
+def test_one_hour_of_data_is_one_look_whose_time_is_not_in_the_future(client, db, make_experiment):
+    """All of it in the current hour: one point, at the page's time rather than at the hour's end."""
+    name = make_experiment()
+    now = datetime.utcnow()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    seed(db, name, {"control": 200, "variation": 200}, {"control": 20, "variation": 25},
+         hours=max((now - hour).total_seconds(), 60) / 3600 / 2, start=hour)
+    body = get_results(client, name)
+    (point,) = body["timeline"]
+    assert point["at"] <= body["generated_at"]
+    comparison = point["comparisons"]["variation"]
+    assert comparison["current_ci_low"] <= comparison["difference"] <= comparison["current_ci_high"]
+
+
+def test_intervals_wider_than_possible_are_clipped_and_marked(client, db, make_experiment):
+    name = make_experiment()
+    seed(db, name, {"control": 6, "variation": 6}, {"control": 2, "variation": 3})
+    sequential = get_results(client, name)["comparisons"][0]["sequential"]
+    assert (sequential["ci_low"], sequential["ci_high"]) == (-1.0, 1.0)
+    assert sequential["ci_clipped"] == [True, True] and sequential["current_ci_clipped"] == [True, True]
+
+
+def test_tau2_comes_from_the_plan_fixed_at_the_start(client, repo, make_experiment):
+    name = make_experiment(status="draft")
+    repo.set_plan(name, {"baseline_rate": 0.05, "mde": 0.2, "stop_variations": True}, "test")
+    assert repo.plan(name).tau2 == pytest.approx(1e-4) and repo.plan(name).fixed_at is None
+    repo.set_plan(name, {"baseline_rate": 0.2}, "test")
+    repo.set_status(name, "running", "test")
+    plan = repo.plan(name)
+    assert plan.tau2 == pytest.approx((0.2 * 0.2) ** 2) and plan.fixed_at is not None and plan.stop_variations
+    with pytest.raises(InvalidDefinition, match="fixed"):
+        repo.set_plan(name, {"mde": 0.05}, "test")
+    assert repo.set_plan(name, {"stop_variations": False}, "test") and not repo.plan(name).stop_variations
+    assert get_results(client, name)["settings"]["tau2"] == pytest.approx(0.0016)
+    assert [c["after"]["plan"]["tau2"] for c in repo.history(name) if c["action"] == "start"] == [pytest.approx(0.0016)]
+
+
+def test_the_schema_upgrade_gives_started_experiments_the_tau2_they_were_judged_with(db, make_experiment):
+    name = make_experiment()
+    eid = experiment_id(db, name)
+    with db.transaction() as conn:  # as before plans existed
+        conn.cursor().execute("DELETE FROM experiment_plans WHERE experiment_id = %s", (eid,))
+    with db.connection() as conn:
+        apply_schema(conn)
+        apply_schema(conn)  # idempotent
+        assert read_plan(conn, eid).tau2 == pytest.approx(1e-4)

@@ -26,6 +26,7 @@ from ml_api.rollout.changes import RolloutRepository
 from ml_api.rollout.guardrails import Breach
 from ml_api.rollout.ramp import is_due
 from ml_api.telemetry.request_stats import RequestStats
+from tests.integration.ml_api.results.test_document import seed
 from tests.model_doubles import FailingModel, SlowModel, with_models
 from tests.paths import EVENT_SCHEMA
 from tests.waiting import wait_until
@@ -409,3 +410,26 @@ def test_status_of_an_unguarded_experiment_is_never_paused_by_the_rollout(client
     record(db, rollout_app.extensions["ml_api"].experiments.get(name).id, "variation", 500, fallbacks=500)
     rollout.tick()
     assert client.get(f"/experiments/{name}").get_json()["status"] == ExperimentStatus.RUNNING.value
+
+
+def test_a_stopped_variation_loses_its_traffic_when_the_experiment_opts_in(rollout_app, rollout, db):
+    """b is significantly worse, c undecided: b's weight goes to 0 through the change path (history actor
+    ``verdict``), c and the control keep theirs. An experiment that did not opt in keeps every weight."""
+    repo = rollout_app.extensions["ml_api"].experiments
+    names = []
+    for opted_in in (True, False):
+        name = f"stop-{time.monotonic_ns() % 10**9}"
+        repo.create(name, [VariantSpec("control", 1, "logreg"), VariantSpec("b", 1, "logreg"),
+                           VariantSpec("c", 1, "logreg")], actor="test")
+        repo.set_plan(name, {"stop_variations": opted_in}, "test")
+        repo.set_status(name, "running", "test")
+        seed(db, name, {"control": 3000, "b": 3000, "c": 3000}, {"control": 600, "b": 300, "c": 610}, hours=5)
+        names.append(name)
+    rollout.tick()
+    rollout.tick()  # once only
+    opted, other = (repo.get(n) for n in names)
+    assert {v.name: v.weight for v in opted.variants} == {"control": 1, "b": 0, "c": 1}
+    assert {v.name: v.weight for v in other.variants} == {"control": 1, "b": 1, "c": 1}
+    changes = [(c["actor"], c["action"]) for c in repo.history(names[0])][-2:]
+    assert changes == [("verdict", "verdict"), ("verdict", "stop_variation")]
+    assert [c["action"] for c in repo.history(names[1])][-1] == "start"  # judged only when the results are read
