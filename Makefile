@@ -3,13 +3,14 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: run test setup services db models reload loadtest bench chaos clean
+.PHONY: run test setup services proxy db models reload loadtest bench chaos clean
 
-run: setup services db models
-	exec .venv/bin/gunicorn -c ml_api/gunicorn.conf.py 'ml_api:create_app()'
+# nginx on API_HOST:API_PORT in front of gunicorn on GUNICORN_BIND; Ctrl-C stops both.
+run: setup services proxy db models
+	exec $(PY) -m scripts.serve
 
 test: setup services
-	@bash scripts/ensure_test_tools.sh || echo "test tools missing: the browser test will say it skipped"
+	@bash scripts/ensure_test_tools.sh || echo "test tools missing: the tests that need them will say they skipped"
 	$(PY) -m pytest
 
 setup:
@@ -18,13 +19,17 @@ setup:
 services: setup
 	@bash scripts/ensure_services.sh
 
+proxy:
+	@bash scripts/ensure_nginx.sh
+
 db: services
 	$(PY) -m ml_api.cli init-db
 
 models: setup
 	$(PY) scripts/train_models.py --if-missing
 
-# Graceful reload: new workers read the edited api.env and load the models it names.
+# Graceful reload: new workers read the edited api.env and load the models it names; nginx
+# reloads its config rendered again from api.env.
 reload:
 	@bash scripts/reload.sh
 

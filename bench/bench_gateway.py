@@ -188,7 +188,7 @@ def private_stack(base: Config) -> Iterator[Stack]:
 def gunicorn(app_spec: str, overrides: dict[str, str], workdir: Path, label: str) -> Iterator[Server]:
     """``app_spec`` served with ml_api/gunicorn.conf.py on a free port."""
     port = free_port()
-    env = {**os.environ, **overrides, "API_HOST": "127.0.0.1", "API_PORT": str(port),
+    env = {**os.environ, **overrides, "GUNICORN_BIND": f"127.0.0.1:{port}",
            "GUNICORN_PIDFILE": str(workdir / f"{label}.pid"), "PYTHONPATH": str(PROJECT_ROOT)}
     log_path = workdir / f"{label}.log"
     with open(log_path, "wb") as log:

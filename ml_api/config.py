@@ -1,11 +1,13 @@
 """All settings of the gateway, parsed and typed in one place.
 
 Settings come from ``api.env`` (the file users edit); an environment variable of the
-same name overrides the file. The gateway, its CLI and gunicorn.conf.py take every setting
-from here (``load_config``). Two readers of the environment stand apart: the Elasticsearch
-setup command (``telemetry.elastic``), which runs in its own container and reads
-ELASTICSEARCH_URL, EVENT_RETENTION_DAYS and the MySQL settings itself, and
-prometheus_client, which reads PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py).
+same name overrides the file. The gateway, its CLI, gunicorn.conf.py and the nginx config
+(``scripts/nginx_conf.py``) take every setting from here (``load_config``). Three readers
+of the environment stand apart: the Elasticsearch setup command (``telemetry.elastic``),
+which runs in its own container and reads ELASTICSEARCH_URL, EVENT_RETENTION_DAYS and the
+MySQL settings itself; prometheus_client, which reads PROMETHEUS_MULTIPROC_DIR (set by
+gunicorn.conf.py); and the official nginx image in docker-compose.yml, which fills
+nginx/gateway.conf.template from api.env itself.
 """
 
 from collections.abc import Mapping
@@ -19,6 +21,7 @@ DEFAULT_ENV_FILE = PROJECT_ROOT / "api.env"
 MODEL_PREFIX = "MODEL_"
 NOT_MODELS = {"MODEL_DIR", "MODEL_TIMEOUT_MS", "MODEL_STATE_PATH"}
 STICKY_STORES = ("sharded", "keys")
+UNIX_PREFIX = "unix:"
 
 
 class ConfigError(ValueError):
@@ -46,6 +49,7 @@ class Config:
     gunicorn_worker_connections: int
     gunicorn_timeout: int
     gunicorn_pidfile: Path
+    gunicorn_bind: str
     service_version: str
     default_experiment: str
     config_refresh_seconds: float
@@ -58,6 +62,9 @@ class Config:
     model_state_path: Path
     max_body_bytes: int
     max_user_id_length: int
+    proxy_client_header_timeout: int
+    proxy_client_body_timeout: int
+    proxy_dir: Path
     redis_url: str
     redis_cluster: bool
     redis_key_prefix: str
@@ -100,6 +107,7 @@ def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Con
         gunicorn_worker_connections=get.int("GUNICORN_WORKER_CONNECTIONS"),
         gunicorn_timeout=get.int("GUNICORN_TIMEOUT"),
         gunicorn_pidfile=get.path("GUNICORN_PIDFILE"),
+        gunicorn_bind=get.bind("GUNICORN_BIND"),
         service_version=get.str("SERVICE_VERSION"),
         default_experiment=get.str("DEFAULT_EXPERIMENT"),
         config_refresh_seconds=get.float("CONFIG_REFRESH_SECONDS"),
@@ -112,6 +120,9 @@ def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Con
         model_state_path=get.path("MODEL_STATE_PATH"),
         max_body_bytes=get.int("MAX_BODY_BYTES"),
         max_user_id_length=get.int("MAX_USER_ID_LENGTH"),
+        proxy_client_header_timeout=get.positive("PROXY_CLIENT_HEADER_TIMEOUT"),
+        proxy_client_body_timeout=get.positive("PROXY_CLIENT_BODY_TIMEOUT"),
+        proxy_dir=get.path("PROXY_DIR"),
         redis_url=get.str("REDIS_URL"),
         redis_cluster=get.bool("REDIS_CLUSTER"),
         redis_key_prefix=get.str("REDIS_KEY_PREFIX"),
@@ -176,6 +187,12 @@ class _Reader:
             raise ConfigError(f"{name} must be 0 or more, got {value}")
         return value
 
+    def positive(self, name: str) -> int:
+        value = self.int(name)
+        if value < 1:
+            raise ConfigError(f"{name} must be 1 or more, got {value}")
+        return value
+
     def float(self, name: str) -> float:
         try:
             return float(self.str(name))
@@ -199,3 +216,16 @@ class _Reader:
     def path(self, name: str) -> Path:
         path = Path(self.str(name))
         return path if path.is_absolute() else PROJECT_ROOT / path
+
+    def bind(self, name: str) -> str:
+        """``unix:<path>`` (made absolute: gunicorn and nginx run from different directories) or ``<host>:<port>``."""
+        value = self.str(name)
+        if value.startswith(UNIX_PREFIX):
+            if not value[len(UNIX_PREFIX):]:
+                raise ConfigError(f"{name} must name a socket path after unix:, got {value!r}")
+            path = Path(value[len(UNIX_PREFIX):])
+            return UNIX_PREFIX + str(path if path.is_absolute() else PROJECT_ROOT / path)
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"{name} must be unix:<path> or <host>:<port>, got {value!r}")
+        return value

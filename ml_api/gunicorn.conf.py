@@ -13,12 +13,12 @@ import shutil
 # Its value, read when a worker writes its first sample, is set just below.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "")
 
-from ml_api.config import load_config  # noqa: E402
+from ml_api.config import UNIX_PREFIX, load_config  # noqa: E402
 
 _config = load_config(os.environ)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_config.metrics_dir)
 
-bind = f"{_config.api_host}:{_config.api_port}"
+bind = _config.gunicorn_bind  # nginx listens on API_HOST:API_PORT and hands requests on here
 workers = _config.gunicorn_workers
 worker_class = "gthread"
 threads = _config.gunicorn_threads
@@ -38,6 +38,8 @@ limit_request_field_size = 8190
 
 def on_starting(server) -> None:
     os.makedirs(os.path.dirname(pidfile), exist_ok=True)
+    if bind.startswith(UNIX_PREFIX):  # the socket's directory (var/) must exist before gunicorn binds
+        os.makedirs(os.path.dirname(bind[len(UNIX_PREFIX):]), exist_ok=True)
     shutil.rmtree(_config.metrics_dir, ignore_errors=True)  # samples of a previous run
     os.makedirs(_config.metrics_dir, exist_ok=True)
 

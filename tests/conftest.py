@@ -270,8 +270,7 @@ def start_gateway(overrides: dict[str, str], tmp_path: Path, workers: int = 2) -
     env = {
         **os.environ,
         **overrides,
-        "API_HOST": "127.0.0.1",
-        "API_PORT": str(port),
+        "GUNICORN_BIND": f"127.0.0.1:{port}",  # gunicorn itself: the tests that want nginx start their own
         "GUNICORN_WORKERS": str(workers),
         "GUNICORN_PIDFILE": str(tmp_path / "gunicorn.pid"),
         "METRICS_DIR": str(tmp_path / "prometheus"),

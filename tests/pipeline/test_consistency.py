@@ -145,10 +145,68 @@ def _environment(service: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in environment.items()}
 
 
+def _bind_port(bind: str) -> int:
+    host, _, port = bind.rpartition(":")
+    assert host and not bind.startswith("unix:"), f"{bind}: the proxy container reaches gunicorn over TCP"
+    return int(port)
+
+
 def test_published_ports_match_api_env(compose, api_env) -> None:
     services = compose["services"]
-    assert int(api_env["API_PORT"]) in _container_ports(services["api"])
+    assert int(api_env["API_PORT"]) in _container_ports(services["nginx"])
+    assert "ports" not in services["api"], "clients reach the gateway through nginx only"
     assert int(api_env["LOGSTASH_PORT"]) in _container_ports(services["logstash"])
+
+
+def test_nginx_renders_the_shared_template_from_api_env_and_proxies_to_api(compose, api_env) -> None:
+    services = compose["services"]
+    nginx = services["nginx"]
+    assert nginx["image"].startswith("nginx:")
+    assert nginx["env_file"] in ("api.env", ["api.env"])
+    assert "./nginx/gateway.conf.template:/etc/nginx/templates/default.conf.template:ro" in nginx["volumes"]
+    environment = _environment(nginx)
+    assert environment["API_HOST"] == "0.0.0.0"
+    upstream_host, _, upstream_port = environment["PROXY_UPSTREAM"].rpartition(":")
+    assert upstream_host == "api"
+    assert int(upstream_port) == _bind_port(_environment(services["api"])["GUNICORN_BIND"])
+    template = (ROOT / "nginx" / "gateway.conf.template").read_text(encoding="utf-8")
+    placeholders = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)\}", template))
+    assert placeholders <= set(api_env) | set(environment), "a placeholder the container has no value for"
+    assert all(re.match(environment["NGINX_ENVSUBST_FILTER"], name) for name in placeholders)
+    assert nginx["depends_on"]["api"]["condition"] == "service_healthy"
+    # "$$" is Compose's escape: the container's shell, not Compose on the host, reads API_PORT.
+    assert "$${API_PORT}/health" in " ".join(nginx["healthcheck"]["test"])
+
+
+def test_nginx_template_enforces_api_env_limits(api_env) -> None:
+    template = (ROOT / "nginx" / "gateway.conf.template").read_text(encoding="utf-8")
+    assert re.search(r"^\s*listen \$\{API_HOST\}:\$\{API_PORT\};", template, re.MULTILINE)
+    assert re.search(r"^\s*client_max_body_size \$\{MAX_BODY_BYTES\};", template, re.MULTILINE)
+    assert re.search(r"^\s*client_header_timeout \$\{PROXY_CLIENT_HEADER_TIMEOUT\}s;", template, re.MULTILINE)
+    assert re.search(r"^\s*client_body_timeout \$\{PROXY_CLIENT_BODY_TIMEOUT\}s;", template, re.MULTILINE)
+    assert re.search(r"^\s*proxy_request_buffering on;", template, re.MULTILINE)
+
+
+def test_rendered_nginx_config_agrees_with_api_env(api_env, tmp_path) -> None:
+    from ml_api.config import load_config
+    from scripts import nginx_conf
+
+    nginx_conf.render(load_config({}), tmp_path)
+    rendered = (tmp_path / "gateway.conf").read_text(encoding="utf-8")
+    assert f"listen {api_env['API_HOST']}:{api_env['API_PORT']};" in rendered
+    assert f"client_max_body_size {api_env['MAX_BODY_BYTES']};" in rendered
+    assert "${" not in rendered
+    gunicorn_bind = api_env["GUNICORN_BIND"].removeprefix("unix:")
+    assert re.search(rf"server unix:\S*/{re.escape(gunicorn_bind)};", rendered)
+
+
+def test_gunicorn_keeps_connections_open_longer_than_nginx_reuses_them() -> None:
+    """nginx must drop an idle upstream connection before gunicorn does, or a POST on it fails with 502."""
+    template = (ROOT / "nginx" / "gateway.conf.template").read_text(encoding="utf-8")
+    nginx_idle = int(re.search(r"upstream gateway \{.*?\bkeepalive_timeout (\d+)s;", template, re.DOTALL).group(1))
+    gunicorn_conf = (ROOT / "ml_api" / "gunicorn.conf.py").read_text(encoding="utf-8")
+    gunicorn_idle = int(re.search(r"^keepalive = (\d+)", gunicorn_conf, re.MULTILINE).group(1))
+    assert nginx_idle < gunicorn_idle
 
 
 def test_gateway_services_read_api_env_and_point_at_services(compose, api_env) -> None:
@@ -158,7 +216,7 @@ def test_gateway_services_read_api_env_and_point_at_services(compose, api_env) -
         assert service["env_file"] in ("api.env", ["api.env"])
         environment = _environment(service)
         assert set(environment) <= set(api_env) | {"ELASTICSEARCH_URL"}, "an override api.env does not have"
-        assert environment["API_HOST"] == "0.0.0.0"
+        assert environment["GUNICORN_BIND"].startswith("0.0.0.0:"), "gunicorn must accept nginx's container"
         assert environment["MYSQL_HOST"] in services
         assert environment["LOGSTASH_HOST"] in services
         for url in (environment["REDIS_URL"], environment["ELASTICSEARCH_URL"]):
@@ -175,7 +233,7 @@ def test_other_urls_point_at_services_and_ports(compose, api_env) -> None:
     assert logstash_es.hostname in services and logstash_es.port in _container_ports(services["elasticsearch"])
     command = services["locust"]["command"]
     locust_host = urlsplit(command[command.index("--host") + 1])
-    assert locust_host.hostname == "api" and locust_host.port == int(api_env["API_PORT"])
+    assert locust_host.hostname == "nginx" and locust_host.port == int(api_env["API_PORT"])
     assert "/app/loadtest/locustfile.py" in command
 
 

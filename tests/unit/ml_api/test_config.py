@@ -62,3 +62,19 @@ def test_gunicorn_settings_come_from_api_env_and_the_environment(tmp_path):
     shown = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
                            check=True).stdout.split()
     assert shown == [str(load_config({}).gunicorn_workers), "3", "20", "gthread"]
+
+
+def test_gunicorn_binds_a_socket_under_the_project_by_default():
+    config = load_config({})
+    assert config.gunicorn_bind == f"unix:{PROJECT_ROOT / 'var' / 'gunicorn.sock'}"
+    assert load_config({"GUNICORN_BIND": "unix:/run/gw.sock"}).gunicorn_bind == "unix:/run/gw.sock"
+    assert load_config({"GUNICORN_BIND": "0.0.0.0:8001"}).gunicorn_bind == "0.0.0.0:8001"
+
+
+@pytest.mark.parametrize("name,value", [
+    ("GUNICORN_BIND", "8001"), ("GUNICORN_BIND", "unix:"), ("GUNICORN_BIND", "host:port"),
+    ("PROXY_CLIENT_HEADER_TIMEOUT", "0"), ("PROXY_CLIENT_BODY_TIMEOUT", "-5"),
+])
+def test_bad_proxy_settings_name_the_setting(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_config({name: value})
