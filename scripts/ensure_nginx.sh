@@ -8,16 +8,7 @@ set -euo pipefail
 have_nginx() { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
 
 have_nginx && exit 0
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "nginx: missing and apt-get is not available; install nginx (>= 1.19.5) by hand" >&2
-    exit 1
-fi
-SUDO=""
-if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null 2>&1 || { echo "nginx: installing it needs root (or sudo)" >&2; exit 1; }
-    SUDO="sudo -n"
-fi
-echo "nginx: installing Debian's nginx"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx >/dev/null
+# shellcheck source=scripts/apt_install.sh
+source "$(dirname "$0")/apt_install.sh"
+apt_install nginx nginx
 have_nginx || { echo "nginx: still missing after apt-get" >&2; exit 1; }

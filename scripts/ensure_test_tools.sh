@@ -6,23 +6,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# shellcheck source=scripts/apt_install.sh
+source scripts/apt_install.sh
+
+have_chromium() { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }
+
 ensure_chromium() {
-    if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
-        return 0
-    fi
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "test tools: chromium is missing and apt-get is not available; install Chromium by hand" >&2
-        return 1
-    fi
-    local sudo=""
-    if [ "$(id -u)" != 0 ]; then
-        command -v sudo >/dev/null 2>&1 || { echo "test tools: installing chromium needs root (or sudo)" >&2; return 1; }
-        sudo="sudo -n"
-    fi
-    echo "test tools: installing chromium"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
-    command -v chromium >/dev/null 2>&1 || { echo "test tools: chromium is still missing after apt-get" >&2; return 1; }
+    have_chromium && return 0
+    apt_install "test tools" chromium || return 1
+    have_chromium || { echo "test tools: chromium is still missing after apt-get" >&2; return 1; }
 }
 
 status=0
