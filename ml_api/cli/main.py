@@ -31,6 +31,8 @@ from ml_api.infra.database import Database, apply_schema
 from ml_api.serving.requests import checked_user_id
 
 DEMO_VARIANTS = [VariantSpec("control", 50, "logreg"), VariantSpec("variation", 50, "forest")]
+CHURN_EXPERIMENT = "churn-models"  # the named-feature demo: Pipelines on telecom-style columns
+CHURN_VARIANTS = [VariantSpec("control", 50, "churn_logreg"), VariantSpec("variation", 50, "churn_boost")]
 
 
 def parse_variant(text: str) -> VariantSpec:
@@ -83,14 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def init_db(config: Config) -> None:
-    """Apply the schema and create the default experiment when it does not exist."""
+    """Apply the schema and create the demo experiments that do not exist (churn-models only when its models are named)."""
     db = Database(config.mysql)
     with db.connection() as conn:
         apply_schema(conn)
     repo = ExperimentRepository(db, config.model_files)
-    if config.default_experiment not in repo.all():
-        repo.create(config.default_experiment, DEMO_VARIANTS, actor="init-db", status=ExperimentStatus.RUNNING)
-        print(f"created experiment {config.default_experiment!r} (control: logreg, variation: forest, 50/50)")
+    existing = repo.all()
+    for name, variants in {config.default_experiment: DEMO_VARIANTS, CHURN_EXPERIMENT: CHURN_VARIANTS}.items():
+        if name in existing or not {v.model for v in variants} <= set(config.model_files):
+            continue
+        repo.create(name, variants, actor="init-db", status=ExperimentStatus.RUNNING)
+        models = ", ".join(f"{v.name}: {v.model}" for v in variants)
+        print(f"created experiment {name!r} ({models}, 50/50)")
     print(f"schema applied to {config.mysql.database} on {config.mysql.host}:{config.mysql.port}")
 
 

@@ -20,7 +20,9 @@ from typing import Any
 import joblib
 import numpy as np
 
-from ml_api.serving.fast_predict import ProbaRow, single_row_proba
+from ml_api.serving.fast_predict import ProbaRow, has_fast_path, single_row_proba
+from ml_api.serving.inputs import Features, ModelInputs
+from ml_api.serving.introspect import inputs_of
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +49,10 @@ class LoadedModel:
     def version(self) -> str:
         return str(self.metadata.get("version") or self.path.stem)
 
-    @property
-    def n_features(self) -> int | None:
-        return getattr(self.estimator, "n_features_in_", None)
+    @cached_property
+    def inputs(self) -> ModelInputs:
+        """The columns (or the count) this model takes, read once from the fitted model."""
+        return inputs_of(self.estimator, self.metadata, has_fast_path(self.estimator))
 
     @cached_property
     def _proba_row(self) -> ProbaRow:
@@ -61,21 +64,33 @@ class LoadedModel:
         labels = [_plain(c) for c in self.estimator.classes_]
         return labels, [str(label) for label in labels]
 
-    def predict(self, features: Sequence[float]) -> Prediction:
-        """Predict one row; probabilities when the estimator has ``predict_proba``."""
-        row = np.asarray(features, dtype=np.float64).reshape(1, -1)
+    def predict(self, features: Features) -> Prediction:
+        """Predict one checked request (``inputs.check``); probabilities when the estimator has ``predict_proba``."""
         try:
+            row = self.inputs.row(features)
             if hasattr(self.estimator, "predict_proba"):
-                probabilities = self._proba_row(row)
-                if not np.isfinite(probabilities).all():
-                    raise ValueError("the model returned non-finite probabilities")
-                best, values = int(np.argmax(probabilities)), probabilities.tolist()
-                labels, keys = self._class_labels
-                return Prediction(label=labels[best], probability=values[best], probabilities=dict(zip(keys, values)))
-            value = _plain(self.estimator.predict(row)[0])
-            return Prediction(label=value, probability=None, probabilities=None)
+                return self._from_probabilities(self._proba_row(row))
+            return Prediction(label=_plain(self.estimator.predict(row)[0]), probability=None, probabilities=None)
         except Exception as exc:  # any failure of third-party model code is a model failure
             raise ModelError(f"model {self.name!r} failed to predict: {exc}") from exc
+
+    def predict_many(self, items: Sequence[Features]) -> list[Prediction]:
+        """Predict many checked requests of one form in one call of the estimator (a batch)."""
+        try:
+            rows = self.inputs.rows(items)
+            if hasattr(self.estimator, "predict_proba"):
+                return [self._from_probabilities(p) for p in np.asarray(self.estimator.predict_proba(rows))]
+            return [Prediction(label=_plain(v), probability=None, probabilities=None)
+                    for v in self.estimator.predict(rows)]
+        except Exception as exc:  # any failure of third-party model code is a model failure
+            raise ModelError(f"model {self.name!r} failed to predict: {exc}") from exc
+
+    def _from_probabilities(self, probabilities: np.ndarray) -> Prediction:
+        if not np.isfinite(probabilities).all():
+            raise ValueError("the model returned non-finite probabilities")
+        best, values = int(np.argmax(probabilities)), probabilities.tolist()
+        labels, keys = self._class_labels
+        return Prediction(label=labels[best], probability=values[best], probabilities=dict(zip(keys, values)))
 
 
 def _plain(value: Any) -> Any:
@@ -111,7 +126,12 @@ def load_model(name: str, model_dir: Path, file_name: str) -> LoadedModel:
         estimator, metadata = loaded, {}
     if not hasattr(estimator, "predict"):
         raise ModelError(f"model {name!r}: {path.name!r} holds no estimator with predict()")
-    return LoadedModel(name=name, path=path, estimator=estimator, metadata=metadata)
+    model = LoadedModel(name=name, path=path, estimator=estimator, metadata=metadata)
+    try:
+        model.inputs  # read now: a model whose inputs cannot be read fails its load, not its requests
+    except Exception as exc:
+        raise ModelError(f"model {name!r}: cannot read the inputs of {path.name!r}: {exc}") from exc
+    return model
 
 
 class ModelRegistry:
@@ -181,7 +201,7 @@ class ModelRegistry:
             raise ModelError(self.errors.get(name, f"model {name!r} is not configured in api.env"))
         return model
 
-    def predict_within_budget(self, model: LoadedModel, features: Sequence[float]) -> Prediction:
+    def predict_within_budget(self, model: LoadedModel, features: Features) -> Prediction:
         """Predict, but give up after MODEL_TIMEOUT_MS (the call may finish in the background).
 
         Used for variations only: the caller falls back to control, so a hanging model

@@ -9,7 +9,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from assigner import Assignment, Experiment, ExperimentStatus, assign
-from ml_api.errors import InvalidRequest, ModelUnavailable
+from ml_api.errors import ModelUnavailable
+from ml_api.serving.inputs import Features
 from ml_api.serving.models import LoadedModel, ModelError, Prediction
 from ml_api.serving.requests import PredictRequest, parse_predict
 from ml_api.telemetry import event_kinds, metrics
@@ -23,7 +24,7 @@ def answer(svc: "Services", body: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     req = parse_predict(body, svc.config.default_experiment, svc.config.max_user_id_length)
     experiment = svc.catalog.require(req.experiment)
-    check_feature_count(svc, experiment, req.features)  # before the exposure is recorded
+    check_features(svc, experiment, req.features)  # before the exposure is recorded
 
     assignment = assign(experiment, req.user_id, svc.store, svc.recorder, svc.memory)
     assigned = time.perf_counter()
@@ -100,19 +101,18 @@ def serve(
 
 
 def predict_with(
-    svc: "Services", model_name: str, features: list[float], budget: bool = False
+    svc: "Services", model_name: str, features: Features, budget: bool = False
 ) -> tuple[LoadedModel, Prediction]:
     """Predict with one model; ``budget`` applies MODEL_TIMEOUT_MS (variations only)."""
     model = svc.models.get(model_name)
     return model, svc.models.predict_within_budget(model, features) if budget else model.predict(features)
 
 
-def check_feature_count(svc: "Services", experiment: Experiment, features: list[float]) -> None:
+def check_features(svc: "Services", experiment: Experiment, features: Features) -> None:
     """Refuse features that do not fit every model the experiment may answer with (any variant, or control)."""
     for name in dict.fromkeys(variant.model for variant in experiment.variants):
         try:
-            expected = svc.models.get(name).n_features
+            model = svc.models.get(name)
         except ModelError:
             continue  # not loaded: serving it falls back to control, or answers 503
-        if expected is not None and len(features) != expected:
-            raise InvalidRequest(f"features must hold {expected} numbers for model {name!r}, got {len(features)}")
+        model.inputs.check(name, features)
