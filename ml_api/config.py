@@ -59,6 +59,8 @@ class Config:
     model_state_path: Path
     max_body_bytes: int
     max_user_id_length: int
+    max_batch_rows: int
+    max_batch_body_bytes: int
     redis_url: str
     redis_cluster: bool
     redis_key_prefix: str
@@ -116,6 +118,8 @@ def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Con
         model_state_path=get.path("MODEL_STATE_PATH"),
         max_body_bytes=get.int("MAX_BODY_BYTES"),
         max_user_id_length=get.int("MAX_USER_ID_LENGTH"),
+        max_batch_rows=get.int("MAX_BATCH_ROWS"),
+        max_batch_body_bytes=get.int("MAX_BATCH_BODY_BYTES"),
         redis_url=get.str("REDIS_URL"),
         redis_cluster=get.bool("REDIS_CLUSTER"),
         redis_key_prefix=get.str("REDIS_KEY_PREFIX"),

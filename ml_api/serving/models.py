@@ -9,13 +9,13 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import joblib
 import numpy as np
@@ -25,6 +25,7 @@ from ml_api.serving.inputs import Features, ModelInputs
 from ml_api.serving.introspect import inputs_of
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ModelError(Exception):
@@ -208,9 +209,16 @@ class ModelRegistry:
         costs its users at most the budget. The pool is bounded, so hanging calls cannot
         pile up threads; requests beyond it wait and time out as well.
         """
+        return self._within_budget(model, model.predict, features)
+
+    def predict_many_within_budget(self, model: LoadedModel, items: Sequence[Features]) -> list[Prediction]:
+        """``predict_many`` within MODEL_TIMEOUT_MS (a batch's variation group; control answers beyond it)."""
+        return self._within_budget(model, model.predict_many, items)
+
+    def _within_budget(self, model: LoadedModel, call: Callable[[Any], T], argument: Any) -> T:
         if self._executor is None:
-            return model.predict(features)
-        future = self._executor.submit(model.predict, features)
+            return call(argument)
+        future = self._executor.submit(call, argument)
         try:
             return future.result(timeout=self._timeout)
         except FutureTimeout:
