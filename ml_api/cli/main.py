@@ -11,6 +11,8 @@
     python -m ml_api.cli rollout|shadow|unshadow|ramp|unramp|guardrails ...   # see ml_api/cli/rollout.py
     python -m ml_api.cli init-db          # apply the schema, seed the default experiment
     python -m ml_api.cli shell-env        # settings as shell assignments, for scripts
+    python -m ml_api.cli models list      # every configured model: file, version, sha256, features
+    python -m ml_api.cli models validate [FILE] [--name NAME]   # load in a separate process, predict a sample row
 """
 
 import argparse
@@ -18,9 +20,11 @@ import getpass
 import json
 import os
 import shlex
+import sys
 from collections.abc import Sequence
 
 from assigner import ExperimentStatus
+from ml_api.cli import models as models_cli
 from ml_api.cli import rollout as rollout_cli
 from ml_api.cli.failure import report_failure
 from ml_api.config import Config, load_config, read_settings
@@ -81,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     unforce.add_argument("name")
     unforce.add_argument("user_id")
     rollout_cli.add_commands(sub)
+    models_cli.add_commands(sub)
     return parser
 
 
@@ -137,6 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{key}={shlex.quote(value)}")
         return 0
     config = load_config(os.environ)
+    if args.command == "models":  # no MySQL needed
+        try:
+            print(json.dumps(models_cli.run(args, config), indent=2, default=str))
+            return 0
+        except (models_cli.Refused, models_cli.ModelError, GatewayError) as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return 1
     try:
         if args.command == "init-db":
             init_db(config)

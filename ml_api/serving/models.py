@@ -5,6 +5,7 @@ A model file is a joblib bundle ``{"estimator": ..., "metadata": {...}}`` writte
 then the file name). Files are only ever loaded from inside ``MODEL_DIR``.
 """
 
+import hashlib
 import json
 import logging
 import math
@@ -13,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,6 +47,8 @@ class LoadedModel:
     path: Path
     estimator: Any
     metadata: dict[str, Any] = field(default_factory=dict)
+    sha256: str | None = None  # of the file, to tell which bytes serve (GET /models)
+    loaded_at: str | None = None
 
     @property
     def version(self) -> str:
@@ -118,7 +122,8 @@ def load_model(name: str, model_dir: Path, file_name: str) -> LoadedModel:
     if not path.is_file():
         raise ModelError(f"model {name!r}: file {path.name!r} not found in {model_dir}")
     try:
-        loaded = joblib.load(path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        loaded = joblib.load(path)  # a pickle: runs the file's code, so only files you made or trust
     except Exception as exc:  # a corrupt or incompatible file can raise almost anything
         raise ModelError(f"model {name!r}: cannot load {path.name!r}: {exc}") from exc
     if isinstance(loaded, Mapping) and "estimator" in loaded:
@@ -127,7 +132,8 @@ def load_model(name: str, model_dir: Path, file_name: str) -> LoadedModel:
         estimator, metadata = loaded, {}
     if not hasattr(estimator, "predict"):
         raise ModelError(f"model {name!r}: {path.name!r} holds no estimator with predict()")
-    model = LoadedModel(name=name, path=path, estimator=estimator, metadata=metadata)
+    model = LoadedModel(name=name, path=path, estimator=estimator, metadata=metadata, sha256=digest,
+                        loaded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     try:
         model.inputs  # read now: a model whose inputs cannot be read fails its load, not its requests
     except Exception as exc:
