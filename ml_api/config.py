@@ -19,7 +19,7 @@ DEFAULT_ENV_FILE = PROJECT_ROOT / "api.env"
 MODEL_PREFIX = "MODEL_"
 NOT_MODELS = {"MODEL_DIR", "MODEL_TIMEOUT_MS", "MODEL_STATE_PATH"}
 STICKY_STORES = ("sharded", "keys")
-MODEL_FILE_SUFFIXES = (".joblib", ".skops")
+MODEL_FILE_SUFFIXES = (".joblib",)
 
 
 class ConfigError(ValueError):

@@ -26,7 +26,9 @@ from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from scripts import demo_data
+if __package__ in (None, ""):  # run as a file (python scripts/train_models.py): the project's packages too
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts import demo_data  # noqa: E402
 
 SEED = 42
 

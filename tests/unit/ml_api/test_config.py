@@ -35,9 +35,8 @@ def test_unrelated_environment_variables_are_ignored():
 
 
 def test_a_model_set_only_in_the_environment_is_added_as_a_line_of_api_env_would():
-    config = load_config({"MODEL_CHURN_V2": "churn-boost-v2.joblib", "MODEL_SAFE": "safe.skops"})
+    config = load_config({"MODEL_CHURN_V2": "churn-boost-v2.joblib"})
     assert config.model_files["churn_v2"] == "churn-boost-v2.joblib"
-    assert config.model_files["safe"] == "safe.skops"
 
 
 def test_models_are_added_in_the_file(tmp_path):
