@@ -22,6 +22,7 @@ MODEL_PREFIX = "MODEL_"
 NOT_MODELS = {"MODEL_DIR", "MODEL_TIMEOUT_MS", "MODEL_STATE_PATH"}
 STICKY_STORES = ("sharded", "keys")
 UNIX_PREFIX = "unix:"
+MODEL_FILE_SUFFIXES = (".joblib",)
 
 
 class ConfigError(ValueError):
@@ -65,6 +66,8 @@ class Config:
     proxy_client_header_timeout: int
     proxy_client_body_timeout: int
     proxy_dir: Path
+    max_batch_rows: int
+    max_batch_body_bytes: int
     redis_url: str
     redis_cluster: bool
     redis_key_prefix: str
@@ -90,7 +93,10 @@ def read_settings(environ: Mapping[str, str], env_file: Path | None = None) -> d
     if not path.is_file():
         raise ConfigError(f"settings file not found: {path}")
     merged = {key: value or "" for key, value in dotenv_values(path).items()}
-    merged.update({key: value for key, value in environ.items() if key in merged})
+    # A MODEL_<NAME> of the environment alone adds a model (containers name their models this way) when it
+    # names a model file: other tools' variables (MODEL_NAME=gpt-4) are no models.
+    merged.update({key: value for key, value in environ.items()
+                   if key in merged or (is_model_setting(key) and value.endswith(MODEL_FILE_SUFFIXES))})
     merged["API_ENV_FILE"] = str(path)
     return merged
 
@@ -123,6 +129,8 @@ def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Con
         proxy_client_header_timeout=get.positive("PROXY_CLIENT_HEADER_TIMEOUT"),
         proxy_client_body_timeout=get.positive("PROXY_CLIENT_BODY_TIMEOUT"),
         proxy_dir=get.path("PROXY_DIR"),
+        max_batch_rows=get.int("MAX_BATCH_ROWS"),
+        max_batch_body_bytes=get.int("MAX_BATCH_BODY_BYTES"),
         redis_url=get.str("REDIS_URL"),
         redis_cluster=get.bool("REDIS_CLUSTER"),
         redis_key_prefix=get.str("REDIS_KEY_PREFIX"),
@@ -152,12 +160,13 @@ def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Con
     )
 
 
+def is_model_setting(key: str) -> bool:
+    """``MODEL_<NAME>``, the file of one model (not MODEL_DIR and the other model settings)."""
+    return key.startswith(MODEL_PREFIX) and key not in NOT_MODELS and len(key) > len(MODEL_PREFIX)
+
+
 def _model_files(raw: Mapping[str, str]) -> dict[str, str]:
-    models = {
-        key[len(MODEL_PREFIX):].lower(): value
-        for key, value in raw.items()
-        if key.startswith(MODEL_PREFIX) and key not in NOT_MODELS and value
-    }
+    models = {key[len(MODEL_PREFIX):].lower(): value for key, value in raw.items() if is_model_setting(key) and value}
     if not models:
         raise ConfigError("no model configured: add MODEL_<NAME>=<file> to api.env")
     return models

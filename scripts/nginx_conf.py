@@ -41,6 +41,7 @@ def template_values(config: Config) -> dict[str, str]:
         "API_HOST": f"[{host}]" if ":" in host and not host.startswith("[") else host,
         "API_PORT": str(config.api_port),
         "MAX_BODY_BYTES": str(config.max_body_bytes),
+        "MAX_BATCH_BODY_BYTES": str(config.max_batch_body_bytes),
         "PROXY_CLIENT_HEADER_TIMEOUT": str(config.proxy_client_header_timeout),
         "PROXY_CLIENT_BODY_TIMEOUT": str(config.proxy_client_body_timeout),
         "PROXY_UPSTREAM": upstream(config.gunicorn_bind),

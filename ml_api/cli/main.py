@@ -11,6 +11,8 @@
     python -m ml_api.cli rollout|shadow|unshadow|ramp|unramp|guardrails ...   # see ml_api/cli/rollout.py
     python -m ml_api.cli init-db          # apply the schema, seed the default experiment
     python -m ml_api.cli shell-env        # settings as shell assignments, for scripts
+    python -m ml_api.cli models list      # every configured model: file, version, sha256, features
+    python -m ml_api.cli models validate [FILE] [--name NAME]   # load in a separate process, predict a sample row
 """
 
 import argparse
@@ -18,9 +20,11 @@ import getpass
 import json
 import os
 import shlex
+import sys
 from collections.abc import Sequence
 
 from assigner import ExperimentStatus
+from ml_api.cli import models as models_cli
 from ml_api.cli import rollout as rollout_cli
 from ml_api.cli.failure import report_failure
 from ml_api.config import Config, load_config, read_settings
@@ -31,6 +35,8 @@ from ml_api.infra.database import Database, apply_schema
 from ml_api.serving.requests import checked_user_id
 
 DEMO_VARIANTS = [VariantSpec("control", 50, "logreg"), VariantSpec("variation", 50, "forest")]
+CHURN_EXPERIMENT = "churn-models"  # the named-feature demo: Pipelines on telecom-style columns
+CHURN_VARIANTS = [VariantSpec("control", 50, "churn_logreg"), VariantSpec("variation", 50, "churn_boost")]
 
 
 def parse_variant(text: str) -> VariantSpec:
@@ -79,18 +85,23 @@ def build_parser() -> argparse.ArgumentParser:
     unforce.add_argument("name")
     unforce.add_argument("user_id")
     rollout_cli.add_commands(sub)
+    models_cli.add_commands(sub)
     return parser
 
 
 def init_db(config: Config) -> None:
-    """Apply the schema and create the default experiment when it does not exist."""
+    """Apply the schema and create the demo experiments that do not exist (churn-models only when its models are named)."""
     db = Database(config.mysql)
     with db.connection() as conn:
         apply_schema(conn)
     repo = ExperimentRepository(db, config.model_files)
-    if config.default_experiment not in repo.all():
-        repo.create(config.default_experiment, DEMO_VARIANTS, actor="init-db", status=ExperimentStatus.RUNNING)
-        print(f"created experiment {config.default_experiment!r} (control: logreg, variation: forest, 50/50)")
+    existing = repo.all()
+    for name, variants in {config.default_experiment: DEMO_VARIANTS, CHURN_EXPERIMENT: CHURN_VARIANTS}.items():
+        if name in existing or not {v.model for v in variants} <= set(config.model_files):
+            continue
+        repo.create(name, variants, actor="init-db", status=ExperimentStatus.RUNNING)
+        models = ", ".join(f"{v.name}: {v.model}" for v in variants)
+        print(f"created experiment {name!r} ({models}, 50/50)")
     print(f"schema applied to {config.mysql.database} on {config.mysql.host}:{config.mysql.port}")
 
 
@@ -131,6 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{key}={shlex.quote(value)}")
         return 0
     config = load_config(os.environ)
+    if args.command == "models":  # no MySQL needed
+        try:
+            print(json.dumps(models_cli.run(args, config), indent=2, default=str))
+            return 0
+        except (models_cli.Refused, models_cli.ModelError, GatewayError) as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return 1
     try:
         if args.command == "init-db":
             init_db(config)

@@ -22,6 +22,7 @@ from typing import Any
 from assigner import in_traffic
 from assigner.hashing import shadow_bucket
 from ml_api.infra.database import Database
+from ml_api.serving.inputs import Features
 from ml_api.serving.models import ModelError, ModelRegistry
 from ml_api.serving.requests import label_text
 from ml_api.telemetry import event_kinds, metrics
@@ -56,7 +57,7 @@ class ShadowJob:
     variant: str
     in_experiment: bool
     user_id: str
-    features: list[float]
+    features: Features
     served_model: str
     served_label: Any
     shadow_model: str

@@ -31,6 +31,12 @@ ProbaRow = Callable[[np.ndarray], np.ndarray]
 FLOAT32_LIMITS = "Input X contains infinity or a value too large for dtype('float32')."
 
 
+def has_fast_path(estimator: object) -> bool:
+    """Whether ``estimator`` gets a numpy single-row path (it then takes a float array, never a DataFrame)."""
+    return ((isinstance(estimator, ForestClassifier) and _is_plain_forest(estimator))
+            or (type(estimator) is LogisticRegression and _is_plain_linear(estimator)))
+
+
 def single_row_proba(estimator: object) -> ProbaRow:
     """A function ``row (1, n_features) -> probabilities (n_classes,)`` for ``estimator``."""
     if isinstance(estimator, ForestClassifier) and _is_plain_forest(estimator):

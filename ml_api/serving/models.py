@@ -5,24 +5,29 @@ A model file is a joblib bundle ``{"estimator": ..., "metadata": {...}}`` writte
 then the file name). Files are only ever loaded from inside ``MODEL_DIR``.
 """
 
+import hashlib
 import json
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import joblib
 import numpy as np
 
-from ml_api.serving.fast_predict import ProbaRow, single_row_proba
+from ml_api.serving.fast_predict import ProbaRow, has_fast_path, single_row_proba
+from ml_api.serving.inputs import Features, ModelInputs
+from ml_api.serving.introspect import inputs_of
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ModelError(Exception):
@@ -42,14 +47,17 @@ class LoadedModel:
     path: Path
     estimator: Any
     metadata: dict[str, Any] = field(default_factory=dict)
+    sha256: str | None = None  # of the file, to tell which bytes serve (GET /models)
+    loaded_at: str | None = None
 
     @property
     def version(self) -> str:
         return str(self.metadata.get("version") or self.path.stem)
 
-    @property
-    def n_features(self) -> int | None:
-        return getattr(self.estimator, "n_features_in_", None)
+    @cached_property
+    def inputs(self) -> ModelInputs:
+        """The columns (or the count) this model takes, read once from the fitted model."""
+        return inputs_of(self.estimator, self.metadata, has_fast_path(self.estimator))
 
     @cached_property
     def _proba_row(self) -> ProbaRow:
@@ -61,21 +69,33 @@ class LoadedModel:
         labels = [_plain(c) for c in self.estimator.classes_]
         return labels, [str(label) for label in labels]
 
-    def predict(self, features: Sequence[float]) -> Prediction:
-        """Predict one row; probabilities when the estimator has ``predict_proba``."""
-        row = np.asarray(features, dtype=np.float64).reshape(1, -1)
+    def predict(self, features: Features) -> Prediction:
+        """Predict one checked request (``inputs.check``); probabilities when the estimator has ``predict_proba``."""
         try:
+            row = self.inputs.row(features)
             if hasattr(self.estimator, "predict_proba"):
-                probabilities = self._proba_row(row)
-                if not np.isfinite(probabilities).all():
-                    raise ValueError("the model returned non-finite probabilities")
-                best, values = int(np.argmax(probabilities)), probabilities.tolist()
-                labels, keys = self._class_labels
-                return Prediction(label=labels[best], probability=values[best], probabilities=dict(zip(keys, values)))
-            value = _plain(self.estimator.predict(row)[0])
-            return Prediction(label=value, probability=None, probabilities=None)
+                return self._from_probabilities(self._proba_row(row))
+            return Prediction(label=_plain(self.estimator.predict(row)[0]), probability=None, probabilities=None)
         except Exception as exc:  # any failure of third-party model code is a model failure
             raise ModelError(f"model {self.name!r} failed to predict: {exc}") from exc
+
+    def predict_many(self, items: Sequence[Features]) -> list[Prediction]:
+        """Predict many checked requests of one form in one call of the estimator (a batch)."""
+        try:
+            rows = self.inputs.rows(items)
+            if hasattr(self.estimator, "predict_proba"):
+                return [self._from_probabilities(p) for p in np.asarray(self.estimator.predict_proba(rows))]
+            return [Prediction(label=_plain(v), probability=None, probabilities=None)
+                    for v in self.estimator.predict(rows)]
+        except Exception as exc:  # any failure of third-party model code is a model failure
+            raise ModelError(f"model {self.name!r} failed to predict: {exc}") from exc
+
+    def _from_probabilities(self, probabilities: np.ndarray) -> Prediction:
+        if not np.isfinite(probabilities).all():
+            raise ValueError("the model returned non-finite probabilities")
+        best, values = int(np.argmax(probabilities)), probabilities.tolist()
+        labels, keys = self._class_labels
+        return Prediction(label=labels[best], probability=values[best], probabilities=dict(zip(keys, values)))
 
 
 def _plain(value: Any) -> Any:
@@ -102,7 +122,8 @@ def load_model(name: str, model_dir: Path, file_name: str) -> LoadedModel:
     if not path.is_file():
         raise ModelError(f"model {name!r}: file {path.name!r} not found in {model_dir}")
     try:
-        loaded = joblib.load(path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        loaded = joblib.load(path)  # a pickle: runs the file's code, so only files you made or trust
     except Exception as exc:  # a corrupt or incompatible file can raise almost anything
         raise ModelError(f"model {name!r}: cannot load {path.name!r}: {exc}") from exc
     if isinstance(loaded, Mapping) and "estimator" in loaded:
@@ -111,7 +132,13 @@ def load_model(name: str, model_dir: Path, file_name: str) -> LoadedModel:
         estimator, metadata = loaded, {}
     if not hasattr(estimator, "predict"):
         raise ModelError(f"model {name!r}: {path.name!r} holds no estimator with predict()")
-    return LoadedModel(name=name, path=path, estimator=estimator, metadata=metadata)
+    model = LoadedModel(name=name, path=path, estimator=estimator, metadata=metadata, sha256=digest,
+                        loaded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    try:
+        model.inputs  # read now: a model whose inputs cannot be read fails its load, not its requests
+    except Exception as exc:
+        raise ModelError(f"model {name!r}: cannot read the inputs of {path.name!r}: {exc}") from exc
+    return model
 
 
 class ModelRegistry:
@@ -181,16 +208,23 @@ class ModelRegistry:
             raise ModelError(self.errors.get(name, f"model {name!r} is not configured in api.env"))
         return model
 
-    def predict_within_budget(self, model: LoadedModel, features: Sequence[float]) -> Prediction:
+    def predict_within_budget(self, model: LoadedModel, features: Features) -> Prediction:
         """Predict, but give up after MODEL_TIMEOUT_MS (the call may finish in the background).
 
         Used for variations only: the caller falls back to control, so a hanging model
         costs its users at most the budget. The pool is bounded, so hanging calls cannot
         pile up threads; requests beyond it wait and time out as well.
         """
+        return self._within_budget(model, model.predict, features)
+
+    def predict_many_within_budget(self, model: LoadedModel, items: Sequence[Features]) -> list[Prediction]:
+        """``predict_many`` within MODEL_TIMEOUT_MS (a batch's variation group; control answers beyond it)."""
+        return self._within_budget(model, model.predict_many, items)
+
+    def _within_budget(self, model: LoadedModel, call: Callable[[Any], T], argument: Any) -> T:
         if self._executor is None:
-            return model.predict(features)
-        future = self._executor.submit(model.predict, features)
+            return call(argument)
+        future = self._executor.submit(call, argument)
         try:
             return future.result(timeout=self._timeout)
         except FutureTimeout:

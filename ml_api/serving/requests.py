@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ml_api.errors import InvalidRequest
+from ml_api.serving.inputs import Features, FeatureValue
 
 REQUEST_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 MAX_FEATURES = 1024
@@ -19,13 +20,16 @@ MAX_ABS_FEATURE = 3.4028234663852886e38
 # Outcomes are summed and squared in MySQL DOUBLEs for the statistics; this keeps them finite.
 MAX_ABS_OUTCOME = 1e12
 MAX_LABEL_LENGTH = 255
+# A category sent as a named feature (longer strings are no category any model was fitted on).
+MAX_CATEGORY_LENGTH = 1000
+FEATURES_FORMS = "a non-empty list of numbers, or a non-empty object {column: number, string, boolean or null}"
 
 
 @dataclass(frozen=True)
 class PredictRequest:
     user_id: str
     experiment: str
-    features: list[float]
+    features: Features
 
 
 @dataclass(frozen=True)
@@ -55,11 +59,16 @@ def checked_text(name: str, value: Any, max_length: int) -> str:
         raise InvalidRequest(f"{name} must not be empty")
     if len(value) > max_length:
         raise InvalidRequest(f"{name} must be at most {max_length} characters, got {len(value)}")
+    checked_unicode(name, value)
+    return value
+
+
+def checked_unicode(name: str, value: str) -> None:
+    """Refuse a lone surrogate (JSON allows it, MySQL and the event pipeline cannot store it)."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidRequest(f"{name} is not valid Unicode text (lone surrogate)") from None
-    return value
 
 
 def checked_user_id(value: Any, max_length: int) -> str:
@@ -84,22 +93,52 @@ def user_id_field(body: dict[str, Any], max_length: int, required: bool = True, 
     return checked_user_id(value, max_length)
 
 
-def parse_features(body: dict[str, Any]) -> list[float]:
+def parse_features(body: dict[str, Any]) -> Features:
+    """The body's ``features``: a list of finite numbers, or named values (checked against the models later)."""
     features = body.get("features")
     if features is None:
-        raise InvalidRequest("features is required: a list of numbers")
+        raise InvalidRequest(f"features is required: {FEATURES_FORMS}")
+    if isinstance(features, dict):
+        return parse_named_features(features)
     if not isinstance(features, list) or not features:
-        raise InvalidRequest("features must be a non-empty list of numbers")
+        raise InvalidRequest(f"features must be {FEATURES_FORMS}")
     if len(features) > MAX_FEATURES:
         raise InvalidRequest(f"features may hold at most {MAX_FEATURES} numbers")
     for index, value in enumerate(features):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidRequest(f"features[{index}] must be a number, got {json.dumps(value)[:50]}")
-        # A range check rather than math.isfinite, which overflows on a huge JSON integer.
-        if not -MAX_ABS_FEATURE <= value <= MAX_ABS_FEATURE:
-            raise InvalidRequest(f"features[{index}] must be finite and at most {MAX_ABS_FEATURE:.4g} in magnitude, "
-                              f"got {json.dumps(value)[:50]}")
+        checked_number(f"features[{index}]", value)
     return [float(v) for v in features]
+
+
+def parse_named_features(features: dict[str, Any]) -> dict[str, FeatureValue]:
+    """Named values: numbers (finite), strings, booleans or null; which columns fit is the model's to say."""
+    if not features:
+        raise InvalidRequest(f"features must be {FEATURES_FORMS}")
+    if len(features) > MAX_FEATURES:
+        raise InvalidRequest(f"features may hold at most {MAX_FEATURES} columns")
+    for name, value in features.items():
+        where = f"features[{json.dumps(name)[:80]}]"
+        if not name.strip():
+            raise InvalidRequest("features has a column with an empty name")
+        if value is None or isinstance(value, bool):
+            continue
+        if isinstance(value, str):
+            if len(value) > MAX_CATEGORY_LENGTH:
+                raise InvalidRequest(f"{where} must be at most {MAX_CATEGORY_LENGTH} characters, got {len(value)}")
+            checked_unicode(where, value)
+        elif isinstance(value, (int, float)):
+            checked_number(where, value)
+        else:
+            raise InvalidRequest(f"{where} must be a number, string, boolean or null, got {json.dumps(value)[:50]}")
+    return features
+
+
+def checked_number(where: str, value: int | float) -> None:
+    """A finite number within float32's range (a range check: math.isfinite overflows on huge JSON integers)."""
+    if not -MAX_ABS_FEATURE <= value <= MAX_ABS_FEATURE:
+        raise InvalidRequest(f"{where} must be finite and at most {MAX_ABS_FEATURE:.4g} in magnitude, "
+                             f"got {json.dumps(value)[:50]}")
 
 
 def parse_predict(body: dict[str, Any], default_experiment: str, max_user_id_length: int) -> PredictRequest:

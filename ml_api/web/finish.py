@@ -13,7 +13,7 @@ from ml_api.telemetry import event_kinds, metrics
 from ml_api.web.errors import error_body, error_headers, error_reply, event_fields_of
 
 # Failures of these paths emit an ``error`` event (successes emit their own event).
-TRACKED_PATHS = frozenset({"/predict", "/feedback"})
+TRACKED_PATHS = frozenset({"/predict", "/predict/batch", "/feedback"})
 UNMATCHED = "unmatched"  # the route label of a request no rule matched
 
 

@@ -1,4 +1,4 @@
-"""GET /health (the process is alive) and GET /ready (it can serve: models, Redis, MySQL)."""
+"""GET /health (the process is alive), GET /ready (it can serve: models, Redis, MySQL) and GET /models."""
 
 from typing import Any
 
@@ -7,6 +7,7 @@ from flask import Blueprint
 from assigner.store import REDIS_ERRORS
 from ml_api.errors import DatabaseUnavailable, DefinitionsUnavailable
 from ml_api.services import services
+from ml_api.serving.model_info import describe_registry
 from ml_api.serving.models import ModelRegistry
 
 bp = Blueprint("health", __name__)
@@ -16,6 +17,12 @@ bp = Blueprint("health", __name__)
 def health() -> dict[str, str]:
     """Liveness: answers while the worker runs."""
     return {"status": "ok"}
+
+
+@bp.get("/models")
+def models() -> dict[str, Any]:
+    """Every configured model: file, version, sha256, class, features, classes and load time (or its load error)."""
+    return {"models": describe_registry(services().models)}
 
 
 @bp.get("/ready")
@@ -56,7 +63,7 @@ def ready() -> tuple[dict[str, Any], int]:
 
 
 def model_status(registry: ModelRegistry) -> dict[str, Any]:
-    """Per model: its version, and the load error if api.env names a file that failed.
+    """Per model: its version and the file it serves, and the load error if api.env names a file that failed.
 
     "degraded": a file failed but the last good file of that model still serves.
     """
@@ -65,7 +72,7 @@ def model_status(registry: ModelRegistry) -> dict[str, Any]:
         model, error = registry.models.get(name), registry.errors.get(name)
         entry: dict[str, Any] = {"status": "ok" if error is None else "degraded" if model else "error"}
         if model is not None:
-            entry["version"] = model.version
+            entry["version"], entry["file"] = model.version, model.path.name
         if error is not None:
             entry["error"] = error
         models[name] = entry

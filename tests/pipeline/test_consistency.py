@@ -182,6 +182,8 @@ def test_nginx_template_enforces_api_env_limits(api_env) -> None:
     template = (ROOT / "nginx" / "gateway.conf.template").read_text(encoding="utf-8")
     assert re.search(r"^\s*listen \$\{API_HOST\}:\$\{API_PORT\};", template, re.MULTILINE)
     assert re.search(r"^\s*client_max_body_size \$\{MAX_BODY_BYTES\};", template, re.MULTILINE)
+    batch = re.search(r"location = /predict/batch \{(.*?)\n    \}", template, re.DOTALL).group(1)
+    assert re.search(r"^\s*client_max_body_size \$\{MAX_BATCH_BODY_BYTES\};", batch, re.MULTILINE)
     assert re.search(r"^\s*client_header_timeout \$\{PROXY_CLIENT_HEADER_TIMEOUT\}s;", template, re.MULTILINE)
     assert re.search(r"^\s*client_body_timeout \$\{PROXY_CLIENT_BODY_TIMEOUT\}s;", template, re.MULTILINE)
     assert re.search(r"^\s*proxy_request_buffering on;", template, re.MULTILINE)
@@ -195,6 +197,7 @@ def test_rendered_nginx_config_agrees_with_api_env(api_env, tmp_path) -> None:
     rendered = (tmp_path / "gateway.conf").read_text(encoding="utf-8")
     assert f"listen {api_env['API_HOST']}:{api_env['API_PORT']};" in rendered
     assert f"client_max_body_size {api_env['MAX_BODY_BYTES']};" in rendered
+    assert f"client_max_body_size {api_env['MAX_BATCH_BODY_BYTES']};" in rendered
     assert "${" not in rendered
     gunicorn_bind = api_env["GUNICORN_BIND"].removeprefix("unix:")
     assert re.search(rf"server unix:\S*/{re.escape(gunicorn_bind)};", rendered)

@@ -18,7 +18,8 @@ def write_env(tmp_path: Path, text: str) -> Path:
 def test_api_env_parses_with_defaults():
     config = load_config({})
     assert (config.api_host, config.api_port) == ("127.0.0.1", 8000)
-    assert config.model_files == {"logreg": "iris-logreg-v1.joblib", "forest": "iris-forest-v1.joblib"}
+    assert config.model_files == {"logreg": "iris-logreg-v1.joblib", "forest": "iris-forest-v1.joblib",
+                                  "churn_logreg": "churn-logreg-v1.joblib", "churn_boost": "churn-boost-v1.joblib"}
     assert config.model_dir == PROJECT_ROOT / "models"
 
 
@@ -31,6 +32,11 @@ def test_environment_overrides_the_file():
 
 def test_unrelated_environment_variables_are_ignored():
     assert "name" not in load_config({"MODEL_NAME": "gpt"}).model_files
+
+
+def test_a_model_set_only_in_the_environment_is_added_as_a_line_of_api_env_would():
+    config = load_config({"MODEL_CHURN_V2": "churn-boost-v2.joblib"})
+    assert config.model_files["churn_v2"] == "churn-boost-v2.joblib"
 
 
 def test_models_are_added_in_the_file(tmp_path):

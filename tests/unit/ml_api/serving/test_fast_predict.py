@@ -10,7 +10,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from ml_api.serving.fast_predict import single_row_proba
 from ml_api.serving.models import LoadedModel
-from scripts.train_models import DEMO_MODELS, SEED
+from scripts.train_models import DEMO_BY_NAME, SEED
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,7 @@ def iris_split() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def demo_forest(iris_split) -> RandomForestClassifier:
     x_train, y_train, _ = iris_split
-    _, _, make = DEMO_MODELS["iris-forest-v1.joblib"]
-    return make().fit(x_train, y_train)
+    return DEMO_BY_NAME["forest"].make(SEED).fit(x_train, y_train)
 
 
 def random_rows(x: np.ndarray, count: int, seed: int = 7) -> np.ndarray:
@@ -94,8 +93,7 @@ def assert_row_by_row_as_sklearn(estimator, rows: np.ndarray) -> None:
 
 def test_demo_logistic_regression_equals_predict_proba(iris_split):
     x_train, y_train, x_test = iris_split
-    _, _, make = DEMO_MODELS["iris-logreg-v1.joblib"]
-    model = make().fit(x_train, y_train)
+    model = DEMO_BY_NAME["logreg"].make(SEED).fit(x_train, y_train)
     assert type(single_row_proba(model)).__name__ == "_LinearRow"  # the fast path is really taken
     assert_row_by_row_as_sklearn(model, np.vstack([x_test, random_rows(x_train, 1000)]))
 
