@@ -32,6 +32,7 @@ from ml_api.results.document import stopped_variations
 from ml_api.rollout.engine import Rollout
 from ml_api.rollout.shadow import ShadowMirror
 from ml_api.serving.models import ModelRegistry
+from ml_api.telemetry import change_events
 from ml_api.telemetry.events import EventEmitter, create_emitter
 from ml_api.telemetry.metrics import APPLY_INTERVAL_SECONDS, SAMPLES, InstrumentedStore
 from ml_api.telemetry.request_stats import RequestStats
@@ -99,7 +100,7 @@ def build_services(config: Config) -> Services:
         config.logstash_host, config.logstash_port, config.event_file, config.event_buffer_path,
         config.service_version,
     )
-    experiments = ExperimentRepository(db, models.names)
+    experiments = ExperimentRepository(db, models.names, on_change=change_events.reporter(events))
     return Services(
         config=config,
         db=db,
@@ -121,7 +122,8 @@ def build_services(config: Config) -> Services:
             RolloutRepository(experiments, db, models.names),
             ShadowMirror(models, events, config.log_raw_user_id),
             db, events, config.config_refresh_seconds,
-            stopped_variations=partial(stopped_variations, db), verdict_interval_seconds=config.verdict_check_seconds,
+            stopped_variations=partial(stopped_variations, db, experiments=experiments),
+            verdict_interval_seconds=config.verdict_check_seconds,
         ),
     )
 

@@ -89,15 +89,13 @@ def feedback_fields(feedback_id: str, experiment: str, variant: str, user: Field
     }
 
 
-def change_fields(experiment: str, action: str, actor: str, method: str | None = None,
-                  path: str | None = None) -> Fields:
-    """A change of an experiment: by the admin API (with its method and path) or the rollout engine."""
+def change_fields(experiment: str, action: str, actor: str, summary: str, before: Fields | None,
+                  after: Fields) -> Fields:
+    """A committed change of an experiment (``change_events`` builds it from the history's record)."""
     return {
         "event": {"outcome": "success"},
-        "http": {"request": {"method": method}},
-        "url": {"path": path},
         "experiment": {"name": experiment},
-        "change": {"actor": actor, "action": action},
+        "change": {"actor": actor, "action": action, "summary": summary, "before": before, "after": after},
     }
 
 

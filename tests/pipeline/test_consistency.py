@@ -15,7 +15,7 @@ from . import logstash_config
 from .project import ROOT, leaf_fields
 
 NUMERIC = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float"}
-AGGREGATABLE = NUMERIC | {"keyword", "boolean", "date"}
+AGGREGATABLE = NUMERIC | {"keyword", "boolean", "date", "flattened"}
 # Fields Logstash itself may add; the gateway never sends them.
 PIPELINE_ONLY_FIELDS = {"tags"}
 # JSON schema type -> mapping types that index it faithfully.
@@ -24,6 +24,7 @@ SCHEMA_TO_MAPPING = {
     "integer": {"long", "integer", "short"},
     "number": {"float", "double", "scaled_float", "half_float"},
     "boolean": {"boolean"},
+    "object": {"flattened"},  # a definition snapshot: its keys are searchable, none is mapped on its own
 }
 # Lens column dataType -> mapping types it can come from.
 LENS_TO_MAPPING = {"string": {"keyword"}, "number": NUMERIC, "boolean": {"boolean"}, "date": {"date"}}
