@@ -49,7 +49,7 @@ def answer(svc: "Services", body: dict[str, Any]) -> dict[str, Any]:
         svc.request_stats.record(experiment.id, assignment.variant, latency["total_ms"], error=False, fallback=fallback)
     svc.rollout.mirror(experiment, assignment, req, request_id, model, prediction)  # shadow model, off the request path
     svc.events.emit(event_kinds.PREDICT, event_kinds.predict_fields(
-        request_id, event_kinds.user_fields(req.user_id, svc.config.log_raw_user_id), experiment, assignment,
+        request_id, svc.users.fields(req.user_id), experiment, assignment,
         {"name": model.name, "version": model.version}, prediction.label, prediction.probability, fallback,
         model_error, latency,
     ))

@@ -9,7 +9,6 @@ derived from a function's name, so renaming code cannot change what Kibana shows
 from typing import Any
 
 from assigner import Assignment, Experiment
-from assigner.hashing import user_hash
 
 PREDICT = "predict"
 FEEDBACK = "feedback"
@@ -19,11 +18,6 @@ GUARDRAIL_BREACH = "guardrail_breach"
 SHADOW_PREDICT = "shadow_predict"
 
 Fields = dict[str, Any]
-
-
-def user_fields(user_id: str, log_raw_user_id: bool) -> Fields:
-    """The user's hash, and the raw id only where LOG_RAW_USER_ID allows it."""
-    return {"hash": user_hash(user_id), "id": user_id} if log_raw_user_id else {"hash": user_hash(user_id)}
 
 
 def predict_fields(request_id: str, user: Fields, experiment: Experiment, assignment: Assignment,

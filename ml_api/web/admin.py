@@ -3,7 +3,8 @@
 Every call needs ``Authorization: Bearer <ADMIN_TOKEN>`` (401 without it, 403 with a
 wrong one; the comparison takes constant time). ``X-Actor`` names who acts, for the
 change history (default ``admin-api``); the repository reports every committed change as an
-``experiment_change`` event. An empty ADMIN_TOKEN disables the admin API.
+``experiment_change`` event. ADMIN_TOKEN=disabled (or an empty one that `make run` has not
+generated yet) turns the admin API off.
 """
 
 import hmac
@@ -41,7 +42,8 @@ def check_token(header: str, token: str) -> None:
     if not header.startswith("Bearer "):
         raise Unauthorized("admin calls need the header 'Authorization: Bearer <ADMIN_TOKEN>'")
     if not token:
-        raise Forbidden("the admin API is disabled: ADMIN_TOKEN is empty in api.env")
+        raise Forbidden("the admin API is disabled: ADMIN_TOKEN=disabled, or empty and none generated yet"
+                        " (`make run` generates one into LOCAL_SECRETS_FILE)")
     if not hmac.compare_digest(header[len("Bearer "):].encode(), token.encode()):
         raise Forbidden("wrong admin token")
 

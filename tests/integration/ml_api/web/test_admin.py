@@ -48,6 +48,12 @@ def test_an_empty_admin_token_disables_the_admin_api(client):
     assert response.status_code == 403 and "disabled" in response.get_json()["detail"]
 
 
+def test_admin_token_disabled_turns_the_admin_api_off(make_app):
+    response = make_app(ADMIN_TOKEN="disabled").test_client().post(
+        "/admin/experiments", json={}, headers={"Authorization": "Bearer disabled"})
+    assert response.status_code == 403 and "disabled" in response.get_json()["detail"]
+
+
 def test_create_change_and_read_the_history(admin, overrides):
     assert create(admin, "adm-1", traffic_allocation=0.5, guardrails={"max_fallback_rate": 0.05}).status_code == 201
     assert admin.post("/admin/experiments/adm-1/start", headers=AUTH).get_json()["status"] == "running"
