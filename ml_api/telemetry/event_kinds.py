@@ -19,13 +19,30 @@ SHADOW_PREDICT = "shadow_predict"
 
 Fields = dict[str, Any]
 
+# ECS categorization (event.kind, event.category, event.type): the values ECS allows, chosen per
+# kind of event here and nowhere else, so Kibana can filter "every change" or "every error" by
+# the standard fields as well as by event.action.
+KIND_EVENT, KIND_ALERT = "event", "alert"
+WEB, CONFIGURATION, PROCESS = ["web"], ["configuration"], ["process"]
+ACCESS, ERROR_TYPE, CHANGE, CREATION, INFO = ["access"], ["error"], ["change"], ["creation"], ["info"]
+NANOS_PER_MS = 1_000_000
+
+
+def ecs_event(outcome: str, kind: str, category: list[str], types: list[str], duration_ms: float | None = None) -> Fields:
+    """The ``event`` group's ECS fields (the emitter adds id, action and dataset); ``event.duration``
+    is in nanoseconds, as ECS defines it."""
+    group: Fields = {"outcome": outcome, "kind": kind, "category": category, "type": types}
+    if duration_ms is not None:
+        group["duration"] = round(duration_ms * NANOS_PER_MS)
+    return group
+
 
 def predict_fields(request_id: str, user: Fields, experiment: Experiment, assignment: Assignment,
                    model: Fields, label: Any, probability: float | None, fallback: bool,
                    model_error: str | None, latency: dict[str, float]) -> Fields:
     """One served prediction (built on the request path: plain dicts, nothing to drop)."""
     fields: Fields = {
-        "event": {"outcome": "success"},
+        "event": ecs_event("success", KIND_EVENT, WEB, ACCESS, latency["total_ms"]),
         "http": {"request": {"id": request_id, "method": "POST"}, "response": {"status_code": 200}},
         "url": {"path": "/predict"},
         "experiment": {
@@ -48,7 +65,7 @@ def predict_fields(request_id: str, user: Fields, experiment: Experiment, assign
 def error_fields(request_id: str, method: str, path: str, status: int, body: Fields, known: Fields) -> Fields:
     """A failed /predict or /feedback; ``known`` holds the groups the failing code knew (``experiment``)."""
     return {
-        "event": {"outcome": "failure"},
+        "event": ecs_event("failure", KIND_EVENT, WEB, ERROR_TYPE),
         "http": {"request": {"id": request_id, "method": method}, "response": {"status_code": status}},
         "url": {"path": path},
         "error": {"type": body.get("error", "http_error"), "message": body.get("detail")},
@@ -65,7 +82,7 @@ def failed_experiment(experiment: Experiment, assignment: Assignment) -> Fields:
 def model_load_error_fields(model: str, version: str | None, message: str) -> Fields:
     """A model that failed to load in a worker (at boot or after a reload)."""
     return {
-        "event": {"outcome": "failure"},
+        "event": ecs_event("failure", KIND_EVENT, PROCESS, ERROR_TYPE),
         "model": {"name": model, "version": version},
         "error": {"type": "model_load_error", "message": message},
     }
@@ -74,7 +91,7 @@ def model_load_error_fields(model: str, version: str | None, message: str) -> Fi
 def feedback_fields(feedback_id: str, experiment: str, variant: str, user: Fields, outcome: float) -> Fields:
     """An outcome accepted for a user's variant."""
     return {
-        "event": {"outcome": "success"},
+        "event": ecs_event("success", KIND_EVENT, WEB, ACCESS),
         "http": {"request": {"id": feedback_id, "method": "POST"}, "response": {"status_code": 202}},
         "url": {"path": "/feedback"},
         "experiment": {"name": experiment, "variant": variant},
@@ -87,7 +104,7 @@ def change_fields(experiment: str, action: str, actor: str, summary: str, before
                   after: Fields) -> Fields:
     """A committed change of an experiment (``change_events`` builds it from the history's record)."""
     return {
-        "event": {"outcome": "success"},
+        "event": ecs_event("success", KIND_EVENT, CONFIGURATION, CREATION if before is None else CHANGE),
         "experiment": {"name": experiment},
         "change": {"actor": actor, "action": action, "summary": summary, "before": before, "after": after},
     }
@@ -97,7 +114,7 @@ def breach_fields(experiment: str, variant: str, guardrail: str, observed: float
                   requests: int, description: str) -> Fields:
     """A guardrail that paused an experiment (emitted by the one worker that paused it)."""
     return {
-        "event": {"outcome": "failure"},
+        "event": ecs_event("failure", KIND_ALERT, CONFIGURATION, CHANGE),
         "experiment": {"name": experiment, "variant": variant},
         "guardrail": {"name": guardrail, "observed": observed, "threshold": threshold, "requests": requests},
         "change": {"actor": "guardrail", "action": "guardrail_pause"},
@@ -111,7 +128,7 @@ def shadow_fields(request_id: str, experiment: str, variant: str, in_experiment:
                   error: str | None) -> Fields:
     """One shadow prediction beside the served one."""
     return {
-        "event": {"outcome": "failure" if error else "success"},
+        "event": ecs_event("failure" if error else "success", KIND_EVENT, WEB, ERROR_TYPE if error else INFO, model_ms),
         "http": {"request": {"id": request_id}},
         "experiment": {"name": experiment, "variant": variant, "in_experiment": in_experiment},
         "user": user,

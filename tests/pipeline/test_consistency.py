@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from ml_api.telemetry import elastic
+from ml_api.telemetry import elastic, events
 
 from . import logstash_config
 from .project import ROOT, leaf_fields
@@ -34,7 +34,10 @@ KQL_FIELD = re.compile(r"([A-Za-z_@][\w.@]*)\s*:")
 
 
 def schema_type(definition: dict[str, Any]) -> set[str]:
-    """The JSON types a schema leaf allows (enum and const leaves are strings here)."""
+    """The JSON types a schema leaf allows (enum and const leaves are strings here; an array, its
+    items' type: Elasticsearch indexes an array as several values of one field)."""
+    if definition.get("type") == "array":
+        return schema_type(definition["items"])
     if "type" in definition:
         kinds = definition["type"]
         return set(kinds) if isinstance(kinds, list) else {kinds}
@@ -59,6 +62,19 @@ def test_template_types_fit_the_schema_types(event_schema, template_fields) -> N
         else:
             (kind,) = schema_type(definition)
             assert mapped in SCHEMA_TO_MAPPING[kind], f"{path}: {kind} mapped as {mapped}"
+
+
+def test_ecs_fields_are_there_with_ecs_types(event_schema, template_fields, examples) -> None:
+    """ECS's own fields keep ECS's names and types (custom fields keep theirs: dashboards use them)."""
+    ecs_types = {"ecs.version": "keyword", "event.kind": "keyword", "event.category": "keyword",
+                 "event.type": "keyword", "event.duration": "long", "event.outcome": "keyword",
+                 "event.action": "keyword", "event.dataset": "keyword", "event.id": "keyword"}
+    assert {path: template_fields[path]["type"] for path in ecs_types} == ecs_types
+    assert "ecs" in event_schema["required"]
+    assert {"kind", "category", "type"} <= set(event_schema["properties"]["event"]["required"])
+    for name, example in examples.items():
+        assert example["ecs"]["version"] == events.ECS["version"], name
+    assert examples["predict"]["event"]["duration"] == round(examples["predict"]["latency"]["total_ms"] * 1e6)
 
 
 def test_template_maps_nothing_as_text(template_fields) -> None:
