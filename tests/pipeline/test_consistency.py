@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -115,6 +116,11 @@ def _lens_fields(lens: dict[str, Any]) -> dict[str, str]:
             if column.get("filter"):
                 fields.update(dict.fromkeys(KQL_FIELD.findall(column["filter"]["query"]), "query"))
     fields.update(dict.fromkeys(KQL_FIELD.findall(state["query"]["query"]), "query"))
+    for layer in state["visualization"].get("layers", []):
+        for annotation in layer.get("annotations", []):  # change markers: their query and the fields they show
+            fields.update(dict.fromkeys(KQL_FIELD.findall(annotation["filter"]["query"]), "query"))
+            fields.update(dict.fromkeys([annotation["timeField"], annotation["textField"],
+                                         *annotation.get("extraFields", [])], "any"))
     return fields
 
 
@@ -129,6 +135,17 @@ def test_every_field_kibana_uses_is_mapped_and_aggregatable(saved_objects, templ
             assert mapped in AGGREGATABLE, f"{title}: {field} is {mapped}"
             if data_type not in ("query", "any"):
                 assert mapped in LENS_TO_MAPPING[data_type], f"{title}: {field} is {mapped}, Lens says {data_type}"
+
+
+def test_every_field_a_saved_search_or_the_control_uses_is_mapped(saved_objects, template_fields) -> None:
+    for search in (obj for obj in saved_objects if obj["type"] == "search"):
+        source = json.loads(search["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
+        used = set(search["attributes"]["columns"]) | set(KQL_FIELD.findall(source["query"]["query"]))
+        assert used - set(template_fields) == set(), search["id"]
+    (dashboard,) = [obj for obj in saved_objects if obj["type"] == "dashboard"]
+    for control in json.loads(dashboard["attributes"]["controlGroupInput"]["panelsJSON"]).values():
+        field = control["explicitInput"]["fieldName"]
+        assert template_fields[field]["type"] == "keyword", f"an options list needs a keyword field: {field}"
 
 
 def test_data_view_time_field_is_a_date(saved_objects, template_fields) -> None:
