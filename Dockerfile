@@ -23,7 +23,8 @@ RUN useradd --system --uid 10001 --no-create-home --home-dir /app app \
     && chown -R app:app var models
 
 # Start-up: wait for MySQL and apply the schema, train any model api.env names that is
-# not on disk, then hand the process over to gunicorn (exec: it gets the signals).
+# not on disk, generate the secrets api.env leaves empty, then hand the process over to
+# gunicorn (exec: it gets the signals).
 COPY --chmod=0755 <<'SCRIPT' /usr/local/bin/start-gateway
 #!/bin/sh
 set -eu
@@ -45,6 +46,10 @@ for name in $(env | sed -n 's/^\(MODEL_[A-Z0-9_]*\)=.*\.joblib$/\1/p'); do
         break
     fi
 done
+
+# USER_HASH_KEY and ADMIN_TOKEN, when api.env leaves them empty: generated once into
+# LOCAL_SECRETS_FILE (var/secrets.env on the gateway-var volume), kept across restarts.
+python -m scripts.local_secrets
 
 exec gunicorn -c ml_api/gunicorn.conf.py 'ml_api:create_app()'
 SCRIPT

@@ -3,10 +3,10 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: run test setup services proxy db models reload loadtest bench chaos clean
+.PHONY: run test setup secrets services proxy db models reload loadtest bench chaos clean
 
 # nginx on API_HOST:API_PORT in front of gunicorn on GUNICORN_BIND; Ctrl-C stops both.
-run: setup services proxy db models
+run: setup secrets services proxy db models
 	exec $(PY) -m scripts.serve
 
 test: setup services
@@ -15,6 +15,10 @@ test: setup services
 
 setup:
 	@bash scripts/bootstrap.sh
+
+# USER_HASH_KEY and ADMIN_TOKEN, generated into LOCAL_SECRETS_FILE when api.env leaves them empty.
+secrets: setup
+	$(PY) -m scripts.local_secrets
 
 services: setup
 	@bash scripts/ensure_services.sh

@@ -41,8 +41,3 @@ def traffic_bucket(salt: str, user_id: str) -> int:
 def shadow_bucket(salt: str, user_id: str) -> int:
     """The user's shadow-mirroring bucket in 0..9999, independent of the other two."""
     return _hash64(f"{SHADOW_NAMESPACE}:{salt}:{user_id}") % BUCKETS
-
-
-def user_hash(user_id: str) -> str:
-    """A short, stable pseudonym of a user id for logs (never the raw id)."""
-    return hashlib.sha256(user_id.encode("utf-8")).hexdigest()[:16]

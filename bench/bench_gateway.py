@@ -167,6 +167,7 @@ def private_stack(base: Config) -> Iterator[Stack]:
         "EVENT_FILE": str(workdir / "events.jsonl"),
         "EVENT_BUFFER_PATH": str(workdir / "event-buffer.db"),
         "LOGSTASH_HOST": "",
+        "USER_HASH_KEY": secrets.token_hex(16),
     }
     try:
         config = load_config({**os.environ, **overrides})

@@ -1,4 +1,5 @@
-"""Wait for Kibana, then import the project's saved objects (data view and dashboard).
+"""Wait for Kibana, then import the project's saved objects (data view, panels, saved searches, dashboard;
+written by build_saved_objects.py).
 
     KIBANA_URL=http://127.0.0.1:5601 python kibana/import_saved_objects.py [saved-objects.ndjson]
 

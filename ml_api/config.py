@@ -19,6 +19,10 @@ from dotenv import dotenv_values
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ENV_FILE = PROJECT_ROOT / "api.env"
 MODEL_PREFIX = "MODEL_"
+# Secrets `make run` generates into LOCAL_SECRETS_FILE when api.env and the environment leave them
+# empty (scripts/local_secrets.py); an explicit value always wins.
+GENERATED_SECRETS = ("USER_HASH_KEY", "ADMIN_TOKEN")
+ADMIN_DISABLED = "disabled"
 NOT_MODELS = {"MODEL_DIR", "MODEL_TIMEOUT_MS", "MODEL_STATE_PATH"}
 STICKY_STORES = ("sharded", "keys")
 UNIX_PREFIX = "unix:"
@@ -56,7 +60,8 @@ class Config:
     config_refresh_seconds: float
     verdict_check_seconds: float
     definitions_snapshot_path: Path
-    admin_token: str
+    admin_token: str  # "" when the admin API is off (ADMIN_TOKEN=disabled, or empty with none generated)
+    user_hash_key: str  # "" until one is set or generated; the gateway refuses to start without one
     model_dir: Path
     model_files: Mapping[str, str]
     model_timeout_ms: float
@@ -98,7 +103,25 @@ def read_settings(environ: Mapping[str, str], env_file: Path | None = None) -> d
     merged.update({key: value for key, value in environ.items()
                    if key in merged or (is_model_setting(key) and value.endswith(MODEL_FILE_SUFFIXES))})
     merged["API_ENV_FILE"] = str(path)
+    generated = local_secrets(merged)
+    for name in GENERATED_SECRETS:
+        if not merged.get(name) and generated.get(name):
+            merged[name] = generated[name]
     return merged
+
+
+def local_secrets_path(settings: Mapping[str, str]) -> Path:
+    """LOCAL_SECRETS_FILE, relative to the project like every other path."""
+    path = Path(settings.get("LOCAL_SECRETS_FILE") or "secrets.local.env")
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def local_secrets(settings: Mapping[str, str]) -> dict[str, str]:
+    """The generated secrets (GENERATED_SECRETS) in LOCAL_SECRETS_FILE; {} before the first `make run`."""
+    path = local_secrets_path(settings)
+    if not path.is_file():
+        return {}
+    return {key: value for key, value in dotenv_values(path).items() if key in GENERATED_SECRETS and value}
 
 
 def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Config:
@@ -119,7 +142,8 @@ def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Con
         config_refresh_seconds=get.float("CONFIG_REFRESH_SECONDS"),
         verdict_check_seconds=get.float("VERDICT_CHECK_SECONDS"),
         definitions_snapshot_path=get.path("DEFINITIONS_SNAPSHOT_PATH"),
-        admin_token=get.str("ADMIN_TOKEN", allow_empty=True),
+        admin_token=_admin_token(get.str("ADMIN_TOKEN", allow_empty=True)),
+        user_hash_key=get.str("USER_HASH_KEY", allow_empty=True),
         model_dir=get.path("MODEL_DIR"),
         model_files=_model_files(raw),
         model_timeout_ms=get.float("MODEL_TIMEOUT_MS"),
@@ -163,6 +187,10 @@ def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Con
 def is_model_setting(key: str) -> bool:
     """``MODEL_<NAME>``, the file of one model (not MODEL_DIR and the other model settings)."""
     return key.startswith(MODEL_PREFIX) and key not in NOT_MODELS and len(key) > len(MODEL_PREFIX)
+
+
+def _admin_token(value: str) -> str:
+    return "" if value == ADMIN_DISABLED else value
 
 
 def _model_files(raw: Mapping[str, str]) -> dict[str, str]:

@@ -32,7 +32,9 @@ from ml_api.results.document import stopped_variations
 from ml_api.rollout.engine import Rollout
 from ml_api.rollout.shadow import ShadowMirror
 from ml_api.serving.models import ModelRegistry
+from ml_api.telemetry import change_events
 from ml_api.telemetry.events import EventEmitter, create_emitter
+from ml_api.telemetry.pseudonyms import UserPseudonyms
 from ml_api.telemetry.metrics import APPLY_INTERVAL_SECONDS, SAMPLES, InstrumentedStore
 from ml_api.telemetry.request_stats import RequestStats
 
@@ -58,6 +60,7 @@ class Services:
     experiments: ExperimentRepository
     models: ModelRegistry
     events: EventEmitter
+    users: UserPseudonyms  # user.hash in events: keyed by USER_HASH_KEY
     request_stats: RequestStats
     rollout: Rollout  # shadow mirroring, ramps and guardrail pauses of this worker
 
@@ -99,7 +102,8 @@ def build_services(config: Config) -> Services:
         config.logstash_host, config.logstash_port, config.event_file, config.event_buffer_path,
         config.service_version,
     )
-    experiments = ExperimentRepository(db, models.names)
+    users = UserPseudonyms(config.user_hash_key, config.log_raw_user_id)
+    experiments = ExperimentRepository(db, models.names, on_change=change_events.reporter(events))
     return Services(
         config=config,
         db=db,
@@ -116,12 +120,14 @@ def build_services(config: Config) -> Services:
         experiments=experiments,
         models=models,
         events=events,
+        users=users,
         request_stats=RequestStats(db, retention_minutes=config.request_stats_retention_days * 1440),
         rollout=Rollout(
             RolloutRepository(experiments, db, models.names),
-            ShadowMirror(models, events, config.log_raw_user_id),
+            ShadowMirror(models, events, users),
             db, events, config.config_refresh_seconds,
-            stopped_variations=partial(stopped_variations, db), verdict_interval_seconds=config.verdict_check_seconds,
+            stopped_variations=partial(stopped_variations, db, experiments=experiments),
+            verdict_interval_seconds=config.verdict_check_seconds,
         ),
     )
 

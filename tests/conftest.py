@@ -34,6 +34,9 @@ from scripts.train_models import train
 from tests.waiting import wait_until
 
 
+TEST_USER_HASH_KEY = "test-user-hash-key-0123456789"
+
+
 @pytest.fixture(scope="session")
 def base_config() -> Config:
     """The settings of this machine (api.env + environment), before test overrides."""
@@ -100,6 +103,9 @@ def isolated_settings(database: str, redis_prefix: str, model_dir: Path, tmp_pat
         "EVENT_BUFFER_PATH": str(tmp_path / "event-buffer.db"),
         "LOGSTASH_HOST": "",
         "CONFIG_REFRESH_SECONDS": "0.2",
+        # Never the checkout's generated secrets: a test sets the admin token it means to use.
+        "LOCAL_SECRETS_FILE": str(tmp_path / "secrets.local.env"),
+        "USER_HASH_KEY": TEST_USER_HASH_KEY,
     }
 
 

@@ -30,9 +30,10 @@ from ml_api.cli.failure import report_failure
 from ml_api.config import Config, load_config, read_settings
 from ml_api.errors import GatewayError
 from ml_api.experiments.definitions import STATUS_OF_ACTION, VariantSpec, describe
-from ml_api.experiments.repository import ExperimentRepository
 from ml_api.infra.database import Database, apply_schema
 from ml_api.serving.requests import checked_user_id
+from ml_api.cli.changes import open_events, repository
+from ml_api.telemetry.events import EventEmitter
 
 DEMO_VARIANTS = [VariantSpec("control", 50, "logreg"), VariantSpec("variation", 50, "forest")]
 CHURN_EXPERIMENT = "churn-models"  # the named-feature demo: Pipelines on telecom-style columns
@@ -89,12 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def init_db(config: Config) -> None:
+def init_db(config: Config, events: EventEmitter) -> None:
     """Apply the schema and create the demo experiments that do not exist (churn-models only when its models are named)."""
     db = Database(config.mysql)
     with db.connection() as conn:
         apply_schema(conn)
-    repo = ExperimentRepository(db, config.model_files)
+    repo = repository(config, events, db)
     existing = repo.all()
     for name, variants in {config.default_experiment: DEMO_VARIANTS, CHURN_EXPERIMENT: CHURN_VARIANTS}.items():
         if name in existing or not {v.model for v in variants} <= set(config.model_files):
@@ -105,8 +106,8 @@ def init_db(config: Config) -> None:
     print(f"schema applied to {config.mysql.database} on {config.mysql.host}:{config.mysql.port}")
 
 
-def run(args: argparse.Namespace, config: Config) -> object:
-    repo = ExperimentRepository(Database(config.mysql), config.model_files)
+def run(args: argparse.Namespace, config: Config, events: EventEmitter) -> object:
+    repo = repository(config, events)
     actor = args.actor
     match args.command:
         case "list":
@@ -149,12 +150,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (models_cli.Refused, models_cli.ModelError, GatewayError) as exc:
             print(f"refused: {exc}", file=sys.stderr)
             return 1
+    events = open_events(config)
     try:
         if args.command == "init-db":
-            init_db(config)
+            init_db(config, events)
             return 0
-        print(json.dumps(run(args, config), indent=2, default=str))
+        print(json.dumps(run(args, config, events), indent=2, default=str))
         return 0
     except GatewayError as exc:  # unknown experiment, refused definition, MySQL away
         return report_failure(exc)
+    finally:
+        events.close()  # delivered, or kept in the disk buffer the gateway's workers drain
 

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ml_api.cli.changes import open_events, repository
 from ml_api.cli.failure import report_failure
 from ml_api.config import load_config
 from ml_api.errors import GatewayError
@@ -122,10 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the JSON document instead of tables")
     args = parser.parse_args(argv)
     config = load_config(os.environ)
+    events = open_events(config)  # a verdict given for the first time is a change, reported as such
     try:
-        doc = experiment_results(Database(config.mysql), args.name)
+        db = Database(config.mysql)
+        doc = experiment_results(db, args.name, repository(config, events, db))
     except GatewayError as exc:  # unknown experiment, MySQL away
         return report_failure(exc)
+    finally:
+        events.close()
     print(json.dumps(doc, indent=2) if args.json else render(doc).rstrip("\n"))
     return 0
 

@@ -2,7 +2,9 @@
 
 Every change runs in one transaction that locks the experiment row, applies the change,
 bumps ``version`` (which every worker polls) and appends a row to ``experiment_changes``
-with the definition before and after.
+with the definition before and after. Once it has committed, the same change goes to the
+repository's listener (``changes.Committed``): the gateway and the CLI turn it into an
+``experiment_change`` event, so every path that changes an experiment reports it the same way.
 """
 
 import json
@@ -15,6 +17,7 @@ from mysql.connector.abstracts import MySQLConnectionAbstract
 
 from assigner import Experiment, ExperimentStatus
 from ml_api.errors import InvalidDefinition, UnknownExperiment
+from ml_api.experiments.changes import Committed, Listener, notify
 from ml_api.experiments.definitions import (
     ACTION_OF_STATUS,
     VariantSpec,
@@ -61,11 +64,13 @@ def definitions_version(conn: MySQLConnectionAbstract) -> tuple[int, int]:
 
 
 class ExperimentRepository:
-    """Experiment CRUD for the CLI and the admin API; ``known_models`` guards model names."""
+    """Experiment CRUD for the CLI and the admin API; ``known_models`` guards model names, and
+    ``on_change`` hears of every committed change."""
 
-    def __init__(self, db: Database, known_models: Iterable[str]) -> None:
+    def __init__(self, db: Database, known_models: Iterable[str], on_change: Listener | None = None) -> None:
         self._db = db
         self._known_models = set(known_models)
+        self._on_change = on_change
 
     def all(self) -> dict[str, Experiment]:
         with self._db.connection() as conn:
@@ -121,8 +126,10 @@ class ExperimentRepository:
             if status is ExperimentStatus.RUNNING:
                 fix_plan(conn, experiment_id)
             after = _load_one(conn, name)
-            _append_change(conn, experiment_id, actor, "create", None, _snapshot(conn, after))
-            return after
+            after_state = _snapshot(conn, after)
+            _append_change(conn, experiment_id, actor, "create", None, after_state)
+        notify(self._on_change, Committed(name, "create", actor, None, after_state))
+        return after
 
     def set_weights(self, name: str, weights: Any, actor: str) -> Experiment:
         """New weights for the existing variants; assigned users keep their variant."""
@@ -262,12 +269,15 @@ class ExperimentRepository:
         """Run ``apply`` in one transaction that locks the experiment, bumps its version and
         appends a history row with the definition before and after; returns the new one.
 
-        A deadlock or lock wait timeout runs the whole transaction again (``Database.retrying``)."""
-        return self._db.retrying(lambda: self._apply_once(name, action, actor, apply))
+        A deadlock or lock wait timeout runs the whole transaction again (``Database.retrying``);
+        the listener hears of the change once, after the commit."""
+        after, change = self._db.retrying(lambda: self._apply_once(name, action, actor, apply))
+        notify(self._on_change, change)
+        return after
 
     def _apply_once(
         self, name: str, action: str, actor: str, apply: Callable[[MySQLConnectionAbstract, Experiment], None]
-    ) -> Experiment:
+    ) -> tuple[Experiment, Committed]:
         with self._db.transaction() as conn:
             cursor = conn.cursor()
             cursor.execute("SELECT id FROM experiments WHERE name = %s FOR UPDATE", (name,))
@@ -281,8 +291,9 @@ class ExperimentRepository:
                 (before.id,),
             )
             after = _load_one(conn, name)
-            _append_change(conn, before.id, actor, action, before_state, _snapshot(conn, after))
-            return after
+            after_state = _snapshot(conn, after)
+            _append_change(conn, before.id, actor, action, before_state, after_state)
+        return after, Committed(name, action, actor, before_state, after_state)
 
 
 def _load_one(conn: MySQLConnectionAbstract, name: str) -> Experiment:

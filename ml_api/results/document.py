@@ -87,23 +87,24 @@ class Evaluation:
     new_verdicts: list[RecordedVerdict]
 
 
-def experiment_results(db: Database, name: str) -> dict[str, Any]:
+def experiment_results(db: Database, name: str, experiments: ExperimentRepository | None = None) -> dict[str, Any]:
     """The whole document of GET /results (the report command prints the same): statistics, then
     the shadow and rollout sections. UnknownExperiment when there is none."""
-    return build_results(db, name) | rollout_results(db, name)
+    return build_results(db, name, experiments) | rollout_results(db, name)
 
 
-def build_results(db: Database, name: str) -> dict[str, Any]:
-    """The statistics of experiment ``name``, recording any verdict given for the first time."""
+def build_results(db: Database, name: str, experiments: ExperimentRepository | None = None) -> dict[str, Any]:
+    """The statistics of experiment ``name``, recording any verdict given for the first time (through
+    ``experiments``, whose listener reports the change; a bare repository when none is given)."""
     evaluation = evaluate(fetch_aggregates(db, name))
     if evaluation.new_verdicts:
-        record_verdicts(ExperimentRepository(db, ()), name, evaluation.new_verdicts)
+        record_verdicts(experiments or ExperimentRepository(db, ()), name, evaluation.new_verdicts)
     return evaluation.document
 
 
-def stopped_variations(db: Database, name: str) -> list[str]:
+def stopped_variations(db: Database, name: str, experiments: ExperimentRepository | None = None) -> list[str]:
     """Variations whose final verdict is ``stop`` and that still have traffic (judging records new verdicts)."""
-    document = build_results(db, name)
+    document = build_results(db, name, experiments)
     weights = {v["variant"]: v["weight"] for v in document["variants"]}
     return [v["variant"] for v in document["verdicts"] if v["final"] and v["verdict"] == "stop" and weights[v["variant"]]]
 

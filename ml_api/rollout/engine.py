@@ -16,7 +16,8 @@ The rollout thread (one per gunicorn worker, started with the worker's other thr
 
 Steps 3 to 5 run in every worker of every host: they are compare-and-set changes
 (``rollout.changes``), so exactly one worker applies each advance and each pause, and only
-that worker emits the event and counts the breach. A worker that exits gracefully writes
+its repository reports the ``experiment_change`` (as for every change) and only it emits the
+``guardrail_breach`` event and counts the breach. A worker that exits gracefully writes
 its last shadow predictions first (``close``, from ``Services.stop``).
 """
 
@@ -29,7 +30,7 @@ from assigner import Assignment, Experiment, ExperimentStatus
 from ml_api.errors import DatabaseUnavailable
 from ml_api.infra.background import PeriodicTask
 from ml_api.infra.database import Database
-from ml_api.rollout.changes import RAMP_ACTOR, VERDICT_ACTOR, RolloutRepository
+from ml_api.rollout.changes import RolloutRepository
 from ml_api.rollout.guardrails import Breach, first_breach, window_start
 from ml_api.rollout.ramp import is_due
 from ml_api.rollout.shadow import ShadowJob, ShadowMirror, is_mirrored
@@ -117,8 +118,8 @@ class Rollout:
     def _advance_ramps(self) -> None:
         for state in list(self._states.values()):
             due = state.running and state.ramp_step is not None and state.seconds_in_step is not None
-            if due and is_due(state.ramp, state.ramp_step, state.seconds_in_step) and self.repo.advance_ramp(state):
-                self._emit_change(state.experiment, "ramp_advance", RAMP_ACTOR)
+            if due and is_due(state.ramp, state.ramp_step, state.seconds_in_step):
+                self.repo.advance_ramp(state)
 
     def _check_guardrails(self) -> None:
         minute = int(self._clock() // 60)
@@ -141,7 +142,6 @@ class Rollout:
             for variant in self._stopped_variations(state.experiment):
                 if self.repo.stop_variation(state.experiment, variant):
                     log.warning("verdict: variation %r of %r stopped, its weight is now 0", variant, state.experiment)
-                    self._emit_change(state.experiment, "stop_variation", VERDICT_ACTOR)
 
     def _report_breach(self, experiment: str, breach: Breach) -> None:
         """The winner of a pause (only it) counts the breach and emits the event."""
@@ -150,6 +150,3 @@ class Rollout:
         self._events.emit(event_kinds.GUARDRAIL_BREACH, event_kinds.breach_fields(
             experiment, breach.variant, breach.guardrail, breach.observed, breach.threshold, breach.requests,
             breach.describe()))
-
-    def _emit_change(self, experiment: str, action: str, actor: str) -> None:
-        self._events.emit(event_kinds.EXPERIMENT_CHANGE, event_kinds.change_fields(experiment, action, actor))

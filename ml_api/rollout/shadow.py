@@ -27,6 +27,7 @@ from ml_api.serving.models import ModelError, ModelRegistry
 from ml_api.serving.requests import label_text
 from ml_api.telemetry import event_kinds, metrics
 from ml_api.telemetry.events import EventEmitter
+from ml_api.telemetry.pseudonyms import UserPseudonyms
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,11 @@ class ShadowJob:
 class ShadowMirror:
     """This worker's bounded shadow pool and the shadow predictions not yet written."""
 
-    def __init__(self, models: ModelRegistry, events: EventEmitter, log_raw_user_id: bool,
+    def __init__(self, models: ModelRegistry, events: EventEmitter, users: UserPseudonyms,
                  threads: int = SHADOW_THREADS, queue_limit: int = SHADOW_QUEUE_LIMIT) -> None:
         self._models = models
         self._events = events
-        self._log_raw_user_id = log_raw_user_id
+        self._users = users
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shadow")
         self._slots = threading.BoundedSemaphore(queue_limit)
         self._in_flight = 0
@@ -120,7 +121,7 @@ class ShadowMirror:
         ), job.experiment)
         self._events.emit(event_kinds.SHADOW_PREDICT, event_kinds.shadow_fields(
             job.request_id, job.experiment, job.variant, job.in_experiment,
-            event_kinds.user_fields(job.user_id, self._log_raw_user_id), job.shadow_model, version, label,
+            self._users.fields(job.user_id), job.shadow_model, version, label,
             probability, job.served_model, job.served_label, agrees, elapsed_ms,
             error,
         ))

@@ -46,7 +46,7 @@ def record_feedback(svc: "Services", body: dict[str, Any]) -> dict[str, Any]:
         "label": req.label,
     })
     svc.events.emit(event_kinds.FEEDBACK, event_kinds.feedback_fields(
-        feedback_id, experiment.name, variant, event_kinds.user_fields(user_id, svc.config.log_raw_user_id),
+        feedback_id, experiment.name, variant, svc.users.fields(user_id),
         req.outcome,
     ))
     return {

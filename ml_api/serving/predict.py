@@ -82,7 +82,7 @@ def conclude(svc: "Services", done: Served, started: float, assigned: float, pre
                                  fallback=done.fallback)
     svc.rollout.mirror(experiment, assignment, req, request_id, model, prediction)  # shadow model, off the request path
     svc.events.emit(event_kinds.PREDICT, event_kinds.predict_fields(
-        request_id, event_kinds.user_fields(req.user_id, svc.config.log_raw_user_id), experiment, assignment,
+        request_id, svc.users.fields(req.user_id), experiment, assignment,
         {"name": model.name, "version": model.version}, prediction.label, prediction.probability, done.fallback,
         done.model_error, latency,
     ))

@@ -9,7 +9,6 @@ derived from a function's name, so renaming code cannot change what Kibana shows
 from typing import Any
 
 from assigner import Assignment, Experiment
-from assigner.hashing import user_hash
 
 PREDICT = "predict"
 FEEDBACK = "feedback"
@@ -20,10 +19,22 @@ SHADOW_PREDICT = "shadow_predict"
 
 Fields = dict[str, Any]
 
+# ECS categorization (event.kind, event.category, event.type): the values ECS allows, chosen per
+# kind of event here and nowhere else, so Kibana can filter "every change" or "every error" by
+# the standard fields as well as by event.action.
+KIND_EVENT, KIND_ALERT = "event", "alert"
+WEB, CONFIGURATION, PROCESS = ["web"], ["configuration"], ["process"]
+ACCESS, ERROR_TYPE, CHANGE, CREATION, INFO = ["access"], ["error"], ["change"], ["creation"], ["info"]
+NANOS_PER_MS = 1_000_000
 
-def user_fields(user_id: str, log_raw_user_id: bool) -> Fields:
-    """The user's hash, and the raw id only where LOG_RAW_USER_ID allows it."""
-    return {"hash": user_hash(user_id), "id": user_id} if log_raw_user_id else {"hash": user_hash(user_id)}
+
+def ecs_event(outcome: str, kind: str, category: list[str], types: list[str], duration_ms: float | None = None) -> Fields:
+    """The ``event`` group's ECS fields (the emitter adds id, action and dataset); ``event.duration``
+    is in nanoseconds, as ECS defines it."""
+    group: Fields = {"outcome": outcome, "kind": kind, "category": category, "type": types}
+    if duration_ms is not None:
+        group["duration"] = round(duration_ms * NANOS_PER_MS)
+    return group
 
 
 def predict_fields(request_id: str, user: Fields, experiment: Experiment, assignment: Assignment,
@@ -31,7 +42,7 @@ def predict_fields(request_id: str, user: Fields, experiment: Experiment, assign
                    model_error: str | None, latency: dict[str, float]) -> Fields:
     """One served prediction (built on the request path: plain dicts, nothing to drop)."""
     fields: Fields = {
-        "event": {"outcome": "success"},
+        "event": ecs_event("success", KIND_EVENT, WEB, ACCESS, latency["total_ms"]),
         "http": {"request": {"id": request_id, "method": "POST"}, "response": {"status_code": 200}},
         "url": {"path": "/predict"},
         "experiment": {
@@ -54,7 +65,7 @@ def predict_fields(request_id: str, user: Fields, experiment: Experiment, assign
 def error_fields(request_id: str, method: str, path: str, status: int, body: Fields, known: Fields) -> Fields:
     """A failed /predict or /feedback; ``known`` holds the groups the failing code knew (``experiment``)."""
     return {
-        "event": {"outcome": "failure"},
+        "event": ecs_event("failure", KIND_EVENT, WEB, ERROR_TYPE),
         "http": {"request": {"id": request_id, "method": method}, "response": {"status_code": status}},
         "url": {"path": path},
         "error": {"type": body.get("error", "http_error"), "message": body.get("detail")},
@@ -71,7 +82,7 @@ def failed_experiment(experiment: Experiment, assignment: Assignment) -> Fields:
 def model_load_error_fields(model: str, version: str | None, message: str) -> Fields:
     """A model that failed to load in a worker (at boot or after a reload)."""
     return {
-        "event": {"outcome": "failure"},
+        "event": ecs_event("failure", KIND_EVENT, PROCESS, ERROR_TYPE),
         "model": {"name": model, "version": version},
         "error": {"type": "model_load_error", "message": message},
     }
@@ -80,7 +91,7 @@ def model_load_error_fields(model: str, version: str | None, message: str) -> Fi
 def feedback_fields(feedback_id: str, experiment: str, variant: str, user: Fields, outcome: float) -> Fields:
     """An outcome accepted for a user's variant."""
     return {
-        "event": {"outcome": "success"},
+        "event": ecs_event("success", KIND_EVENT, WEB, ACCESS),
         "http": {"request": {"id": feedback_id, "method": "POST"}, "response": {"status_code": 202}},
         "url": {"path": "/feedback"},
         "experiment": {"name": experiment, "variant": variant},
@@ -89,15 +100,13 @@ def feedback_fields(feedback_id: str, experiment: str, variant: str, user: Field
     }
 
 
-def change_fields(experiment: str, action: str, actor: str, method: str | None = None,
-                  path: str | None = None) -> Fields:
-    """A change of an experiment: by the admin API (with its method and path) or the rollout engine."""
+def change_fields(experiment: str, action: str, actor: str, summary: str, before: Fields | None,
+                  after: Fields) -> Fields:
+    """A committed change of an experiment (``change_events`` builds it from the history's record)."""
     return {
-        "event": {"outcome": "success"},
-        "http": {"request": {"method": method}},
-        "url": {"path": path},
+        "event": ecs_event("success", KIND_EVENT, CONFIGURATION, CREATION if before is None else CHANGE),
         "experiment": {"name": experiment},
-        "change": {"actor": actor, "action": action},
+        "change": {"actor": actor, "action": action, "summary": summary, "before": before, "after": after},
     }
 
 
@@ -105,7 +114,7 @@ def breach_fields(experiment: str, variant: str, guardrail: str, observed: float
                   requests: int, description: str) -> Fields:
     """A guardrail that paused an experiment (emitted by the one worker that paused it)."""
     return {
-        "event": {"outcome": "failure"},
+        "event": ecs_event("failure", KIND_ALERT, CONFIGURATION, CHANGE),
         "experiment": {"name": experiment, "variant": variant},
         "guardrail": {"name": guardrail, "observed": observed, "threshold": threshold, "requests": requests},
         "change": {"actor": "guardrail", "action": "guardrail_pause"},
@@ -119,7 +128,7 @@ def shadow_fields(request_id: str, experiment: str, variant: str, in_experiment:
                   error: str | None) -> Fields:
     """One shadow prediction beside the served one."""
     return {
-        "event": {"outcome": "failure" if error else "success"},
+        "event": ecs_event("failure" if error else "success", KIND_EVENT, WEB, ERROR_TYPE if error else INFO, model_ms),
         "http": {"request": {"id": request_id}},
         "experiment": {"name": experiment, "variant": variant, "in_experiment": in_experiment},
         "user": user,

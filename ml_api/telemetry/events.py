@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = "ml-gateway"
 DATASET = "abtest.events"
+# The ECS version whose field definitions the events follow (ecs.version in every event).
+ECS = {"version": "8.11.0"}
 QUEUE_LIMIT = 100_000
 SHIP_INTERVAL_SECONDS = 0.5
 SHIP_BATCH = 1000
@@ -241,6 +243,7 @@ class EventEmitter:
     def _encode(self, at: float, pid: int, action: str, fields: dict[str, Any]) -> bytes:
         event = {"@timestamp": timestamp(at), **without_none(fields)}
         event["event"] = {"id": self._event_ids.next(), "action": action, "dataset": DATASET, **event.get("event", {})}
+        event["ecs"] = ECS
         event["process"] = {"pid": pid}
         event["host"] = self._host
         event["service"] = self._service

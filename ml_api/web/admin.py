@@ -2,7 +2,9 @@
 
 Every call needs ``Authorization: Bearer <ADMIN_TOKEN>`` (401 without it, 403 with a
 wrong one; the comparison takes constant time). ``X-Actor`` names who acts, for the
-change history (default ``admin-api``). An empty ADMIN_TOKEN disables the admin API.
+change history (default ``admin-api``); the repository reports every committed change as an
+``experiment_change`` event. ADMIN_TOKEN=disabled (or an empty one that `make run` has not
+generated yet) turns the admin API off.
 """
 
 import hmac
@@ -16,7 +18,6 @@ from ml_api.errors import InvalidRequest
 from ml_api.experiments.definitions import STATUS_OF_ACTION, describe, parse_variants
 from ml_api.services import services
 from ml_api.serving.requests import checked_user_id, text_field
-from ml_api.telemetry import event_kinds
 from ml_api.web.bodies import json_body
 from ml_api.web.errors import Forbidden, Unauthorized
 
@@ -25,23 +26,15 @@ MAX_ACTOR_LENGTH = 128
 View = Callable[..., Any]
 
 
-def require_admin(action: str | None) -> Callable[[View], View]:
-    """Check the bearer token; after a successful change, emit one ``experiment_change`` event.
+def require_admin(view: View) -> View:
+    """Check the bearer token before the view runs."""
 
-    ``action`` names the change in that event (``change.action``); None for a read."""
+    @wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        check_token(request.headers.get("Authorization", ""), services().config.admin_token)
+        return view(*args, **kwargs)
 
-    def decorate(view: View) -> View:
-        @wraps(view)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            check_token(request.headers.get("Authorization", ""), services().config.admin_token)
-            answer = view(*args, **kwargs)
-            if action is not None:
-                emit_change_event(kwargs.get("name") or answer[0]["name"], action)
-            return answer
-
-        return guarded
-
-    return decorate
+    return guarded
 
 
 def check_token(header: str, token: str) -> None:
@@ -49,15 +42,10 @@ def check_token(header: str, token: str) -> None:
     if not header.startswith("Bearer "):
         raise Unauthorized("admin calls need the header 'Authorization: Bearer <ADMIN_TOKEN>'")
     if not token:
-        raise Forbidden("the admin API is disabled: ADMIN_TOKEN is empty in api.env")
+        raise Forbidden("the admin API is disabled: ADMIN_TOKEN=disabled, or empty and none generated yet"
+                        " (`make run` generates one into LOCAL_SECRETS_FILE)")
     if not hmac.compare_digest(header[len("Bearer "):].encode(), token.encode()):
         raise Forbidden("wrong admin token")
-
-
-def emit_change_event(experiment: str, action: str) -> None:
-    """One ``experiment_change`` event per successful admin change."""
-    services().events.emit(event_kinds.EXPERIMENT_CHANGE, event_kinds.change_fields(
-        experiment, action, actor(), method=request.method, path=request.path))
 
 
 def actor() -> str:
@@ -67,7 +55,7 @@ def actor() -> str:
 
 
 @bp.post("/experiments")
-@require_admin("create_experiment")
+@require_admin
 def create_experiment() -> tuple[dict[str, Any], int]:
     """Create an experiment (draft unless "status": "running")."""
     svc = services()
@@ -87,7 +75,7 @@ def create_experiment() -> tuple[dict[str, Any], int]:
 
 
 @bp.patch("/experiments/<name>")
-@require_admin("change_experiment")
+@require_admin
 def change_experiment(name: str) -> dict[str, Any]:
     """Change weights, traffic allocation, guardrails, the plan or (before the start) the salt."""
     repo = services().experiments
@@ -110,14 +98,14 @@ def change_experiment(name: str) -> dict[str, Any]:
 
 
 @bp.post("/experiments/<name>/<any(start, pause, stop):action>")
-@require_admin("change_status")
+@require_admin
 def change_status(name: str, action: str) -> dict[str, Any]:
     """Start, pause or stop an experiment."""
     return describe(services().experiments.set_status(name, STATUS_OF_ACTION[action], actor()))
 
 
 @bp.put("/experiments/<name>/overrides/<path:user_id>")
-@require_admin("force_variant")
+@require_admin
 def force_variant(name: str, user_id: str) -> dict[str, Any]:
     """Force a user's variant (QA); forced users are excluded from the statistics."""
     user_id = checked_user_id(user_id, services().config.max_user_id_length)
@@ -126,7 +114,7 @@ def force_variant(name: str, user_id: str) -> dict[str, Any]:
 
 
 @bp.delete("/experiments/<name>/overrides/<path:user_id>")
-@require_admin("clear_override")
+@require_admin
 def clear_override(name: str, user_id: str) -> dict[str, Any]:
     """Remove a user's forced variant."""
     user_id = checked_user_id(user_id, services().config.max_user_id_length)
@@ -134,7 +122,7 @@ def clear_override(name: str, user_id: str) -> dict[str, Any]:
 
 
 @bp.get("/experiments/<name>/history")
-@require_admin(None)
+@require_admin
 def history(name: str) -> dict[str, Any]:
     """Every change of the experiment: time, actor, action, before and after."""
     repo = services().experiments

@@ -13,10 +13,10 @@ bp = Blueprint("results", __name__, template_folder="templates")
 @bp.get("/experiments/<name>/results")
 def results(name: str) -> dict[str, Any]:
     """Per-variant rates, comparisons with the control, SRM, guardrails, power and the decision."""
-    return experiment_results(services().db, name)
+    return experiment_results(services().db, name, services().experiments)
 
 
 @bp.get("/experiments/<name>/results.html")
 def results_page(name: str) -> str:
     """The results as a page: tables and inline SVG charts drawn from the same document."""
-    return render_template("results.html", results=experiment_results(services().db, name))
+    return render_template("results.html", results=experiment_results(services().db, name, services().experiments))

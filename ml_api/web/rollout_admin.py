@@ -17,14 +17,14 @@ bp = Blueprint("rollout_admin", __name__, url_prefix="/admin")
 
 
 @bp.get("/experiments/<name>/rollout")
-@require_admin(None)
+@require_admin
 def rollout_state(name: str) -> dict[str, Any]:
     """Shadow, ramp and guardrails of an experiment, with the live guardrail window."""
     return describe_rollout(services().rollout.repo, name)
 
 
 @bp.put("/experiments/<name>/shadow")
-@require_admin("set_shadow")
+@require_admin
 def set_shadow(name: str) -> dict[str, Any]:
     """Mirror a share of the experiment's users to a shadow model, off the request path."""
     body = json_body(request)
@@ -33,7 +33,7 @@ def set_shadow(name: str) -> dict[str, Any]:
 
 
 @bp.delete("/experiments/<name>/shadow")
-@require_admin("clear_shadow")
+@require_admin
 def clear_shadow(name: str) -> dict[str, Any]:
     """Stop mirroring requests to the shadow model."""
     services().rollout.repo.clear_shadow(name, actor())
@@ -41,7 +41,7 @@ def clear_shadow(name: str) -> dict[str, Any]:
 
 
 @bp.put("/experiments/<name>/ramp")
-@require_admin("set_ramp")
+@require_admin
 def set_ramp(name: str) -> dict[str, Any]:
     """Ramp the traffic allocation up in steps, each held for a minimum duration."""
     services().rollout.repo.set_ramp(name, json_body(request).get("steps"), actor())
@@ -49,7 +49,7 @@ def set_ramp(name: str) -> dict[str, Any]:
 
 
 @bp.delete("/experiments/<name>/ramp")
-@require_admin("clear_ramp")
+@require_admin
 def clear_ramp(name: str) -> dict[str, Any]:
     """Stop the ramp; the traffic allocation stays where it is."""
     services().rollout.repo.clear_ramp(name, actor())

@@ -1,33 +1,29 @@
-"""A reader for the subset of the Logstash config language our pipeline uses.
+"""Logstash pipelines read by a real implementation of Logstash's config grammar.
 
-Sections (input/filter/output) hold plugins and conditionals; a plugin holds
-`key => value` settings; values are strings, numbers, barewords, arrays and hashes.
-A condition is kept as its tokens joined by spaces (`[event][id]` -> "[ event ] [ id ]"),
-enough to tell which branch is which.
+``logstash-pipeline-parser`` (PyPI) implements the grammar of Logstash's own treetop
+parser (sections, plugins, conditionals, arrays, hashes, comments) and rejects what
+Logstash would reject. This module turns its tree into plugins and conditionals the tests
+can ask, and checks every plugin and option name against the options the plugins document
+(``data/logstash-plugin-options.json``), so a misspelt option fails a test as it would fail
+Logstash at start.
 """
 
 from __future__ import annotations
 
-import re
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-_TOKEN = re.compile(
-    r"""
-    (?P<space>\s+|\#[^\n]*)
-  | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
-  | (?P<arrow>=>)
-  | (?P<operator>==|!=|=~|!~|<=|>=|<|>)
-  | (?P<punct>[{}\[\],])
-  | (?P<word>[^\s{}\[\],"'#=]+)
-    """,
-    re.VERBOSE,
-)
+from logstash_pipeline_parser import Pipeline
+
+OPTIONS = json.loads((Path(__file__).parent / "data" / "logstash-plugin-options.json").read_text(encoding="utf-8"))
+SECTIONS = {"input": "input", "filter": "filter", "output": "output"}
 
 
 @dataclass
 class Plugin:
-    """One plugin block, e.g. tcp { port => 5000 }."""
+    """One plugin block, e.g. http { port => 5000 }."""
 
     name: str
     settings: dict[str, Any] = field(default_factory=dict)
@@ -35,9 +31,10 @@ class Plugin:
 
 @dataclass
 class Conditional:
-    """if / else if / else: (condition, plugins) per branch; the else branch's condition is None."""
+    """if / else if / else: (condition, plugins) per branch; the else branch's condition is None.
+    A condition is the parser's list of operands and operators, e.g. ``["[event][id]"]``."""
 
-    branches: list[tuple[str | None, list[Plugin | Conditional]]]
+    branches: list[tuple[list[Any] | None, list[Plugin | Conditional]]]
 
 
 def walk(items: list[Plugin | Conditional]) -> list[Plugin]:
@@ -52,103 +49,49 @@ def walk(items: list[Plugin | Conditional]) -> list[Plugin]:
     return plugins
 
 
-def _tokens(text: str) -> list[str]:
-    tokens, position = [], 0
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if match is None:
-            raise ValueError(f"unexpected character at offset {position}: {text[position:position + 20]!r}")
-        position = match.end()
-        if match.lastgroup != "space":
-            tokens.append(match.group())
-    return tokens
-
-
-class _Reader:
-    def __init__(self, tokens: list[str]) -> None:
-        self.tokens, self.i = tokens, 0
-
-    def peek(self) -> str | None:
-        return self.tokens[self.i] if self.i < len(self.tokens) else None
-
-    def take(self, expected: str | None = None) -> str:
-        token = self.peek()
-        if token is None or (expected is not None and token != expected):
-            raise ValueError(f"expected {expected!r}, found {token!r}")
-        self.i += 1
-        return token
-
-    def value(self) -> Any:
-        token = self.take()
-        if token == "[":
-            items = []
-            while self.peek() != "]":
-                items.append(self.value())
-                if self.peek() == ",":
-                    self.take(",")
-            self.take("]")
-            return items
-        if token == "{":
-            mapping = {}
-            while self.peek() != "}":
-                key = self.value()
-                self.take("=>")
-                mapping[key] = self.value()
-            self.take("}")
-            return mapping
-        if token[0] in "\"'":
-            return token[1:-1]
-        if re.fullmatch(r"-?\d+", token):
-            return int(token)
-        return token
-
-    def block(self) -> list[Plugin | Conditional]:
-        """Plugins and conditionals between braces."""
-        self.take("{")
-        items: list[Plugin | Conditional] = []
-        while self.peek() != "}":
-            items.append(self.conditional() if self.peek() == "if" else self.plugin())
-        self.take("}")
-        return items
-
-    def condition(self) -> str:
-        tokens = []
-        while self.peek() != "{":
-            tokens.append(self.take())
-        return " ".join(tokens)
-
-    def conditional(self) -> Conditional:
-        self.take("if")
-        branches: list[tuple[str | None, list[Plugin | Conditional]]] = [(self.condition(), self.block())]
-        while self.peek() == "else":
-            self.take("else")
-            if self.peek() == "if":
-                self.take("if")
-                branches.append((self.condition(), self.block()))
-            else:
-                branches.append((None, self.block()))
-                break
-        return Conditional(branches)
-
-    def plugin(self) -> Plugin:
-        name = self.take()
-        self.take("{")
-        plugin = Plugin(name)
-        while self.peek() != "}":
-            key = self.value()
-            self.take("=>")
-            plugin.settings[key] = self.value()
-        self.take("}")
-        return plugin
-
-
 def parse(text: str) -> dict[str, list[Plugin | Conditional]]:
-    """Section name -> its plugins and conditionals in order, for a pipeline config text."""
-    reader = _Reader(_tokens(text))
+    """Section name -> its plugins and conditionals in order; the parser's ParseError on a syntax error."""
     sections: dict[str, list[Plugin | Conditional]] = {}
-    while reader.peek() is not None:
-        section = reader.take()
-        if section not in ("input", "filter", "output"):
-            raise ValueError(f"unknown section {section!r}")
-        sections.setdefault(section, []).extend(reader.block())
+    for section, items in Pipeline(text).parse():
+        sections.setdefault(section, []).extend(_items(items))
     return sections
+
+
+def unknown_options(sections: dict[str, list[Plugin | Conditional]]) -> list[str]:
+    """Every plugin this project has no documented options for, and every option its plugin does not document."""
+    problems = []
+    for section, items in sections.items():
+        known = OPTIONS[section]
+        for plugin in walk(items):
+            if plugin.name not in known:
+                problems.append(f"{section} plugin {plugin.name!r}: not in data/logstash-plugin-options.json")
+                continue
+            allowed = set(known[plugin.name]) | set(OPTIONS["common"][section])
+            problems += [f"{section} {plugin.name}: unknown option {name!r}" for name in plugin.settings
+                         if name not in allowed]
+    return problems
+
+
+def _items(items: list[Any]) -> list[Plugin | Conditional]:
+    parsed: list[Plugin | Conditional] = []
+    for name, body in items:
+        if name == "if":
+            condition, (branch,) = body
+            parsed.append(Conditional([(condition, _items(branch))]))
+        elif name == "else if":
+            condition, (branch,) = body
+            parsed[-1].branches.append((condition, _items(branch)))
+        elif name == "else":
+            parsed[-1].branches.append((None, _items(body)))
+        else:
+            parsed.append(Plugin(name, {key: _value(value) for key, (value,) in body}))
+    return parsed
+
+
+def _value(value: Any) -> Any:
+    """A hash is a list of [key, [value]] pairs in the parser's tree; arrays and scalars stay as they are."""
+    if isinstance(value, list) and value and all(
+            isinstance(item, list) and len(item) == 2 and isinstance(item[1], list) and len(item[1]) == 1
+            for item in value):
+        return {key: _value(inner) for key, (inner,) in value}
+    return value

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from ml_api.telemetry import elastic
+from ml_api.telemetry import elastic, events
 
 from . import logstash_config
 from .project import ROOT, leaf_fields
 
 NUMERIC = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float"}
-AGGREGATABLE = NUMERIC | {"keyword", "boolean", "date"}
+AGGREGATABLE = NUMERIC | {"keyword", "boolean", "date", "flattened"}
 # Fields Logstash itself may add; the gateway never sends them.
 PIPELINE_ONLY_FIELDS = {"tags"}
 # JSON schema type -> mapping types that index it faithfully.
@@ -24,6 +25,7 @@ SCHEMA_TO_MAPPING = {
     "integer": {"long", "integer", "short"},
     "number": {"float", "double", "scaled_float", "half_float"},
     "boolean": {"boolean"},
+    "object": {"flattened"},  # a definition snapshot: its keys are searchable, none is mapped on its own
 }
 # Lens column dataType -> mapping types it can come from.
 LENS_TO_MAPPING = {"string": {"keyword"}, "number": NUMERIC, "boolean": {"boolean"}, "date": {"date"}}
@@ -33,7 +35,10 @@ KQL_FIELD = re.compile(r"([A-Za-z_@][\w.@]*)\s*:")
 
 
 def schema_type(definition: dict[str, Any]) -> set[str]:
-    """The JSON types a schema leaf allows (enum and const leaves are strings here)."""
+    """The JSON types a schema leaf allows (enum and const leaves are strings here; an array, its
+    items' type: Elasticsearch indexes an array as several values of one field)."""
+    if definition.get("type") == "array":
+        return schema_type(definition["items"])
     if "type" in definition:
         kinds = definition["type"]
         return set(kinds) if isinstance(kinds, list) else {kinds}
@@ -58,6 +63,19 @@ def test_template_types_fit_the_schema_types(event_schema, template_fields) -> N
         else:
             (kind,) = schema_type(definition)
             assert mapped in SCHEMA_TO_MAPPING[kind], f"{path}: {kind} mapped as {mapped}"
+
+
+def test_ecs_fields_are_there_with_ecs_types(event_schema, template_fields, examples) -> None:
+    """ECS's own fields keep ECS's names and types (custom fields keep theirs: dashboards use them)."""
+    ecs_types = {"ecs.version": "keyword", "event.kind": "keyword", "event.category": "keyword",
+                 "event.type": "keyword", "event.duration": "long", "event.outcome": "keyword",
+                 "event.action": "keyword", "event.dataset": "keyword", "event.id": "keyword"}
+    assert {path: template_fields[path]["type"] for path in ecs_types} == ecs_types
+    assert "ecs" in event_schema["required"]
+    assert {"kind", "category", "type"} <= set(event_schema["properties"]["event"]["required"])
+    for name, example in examples.items():
+        assert example["ecs"]["version"] == events.ECS["version"], name
+    assert examples["predict"]["event"]["duration"] == round(examples["predict"]["latency"]["total_ms"] * 1e6)
 
 
 def test_template_maps_nothing_as_text(template_fields) -> None:
@@ -98,6 +116,11 @@ def _lens_fields(lens: dict[str, Any]) -> dict[str, str]:
             if column.get("filter"):
                 fields.update(dict.fromkeys(KQL_FIELD.findall(column["filter"]["query"]), "query"))
     fields.update(dict.fromkeys(KQL_FIELD.findall(state["query"]["query"]), "query"))
+    for layer in state["visualization"].get("layers", []):
+        for annotation in layer.get("annotations", []):  # change markers: their query and the fields they show
+            fields.update(dict.fromkeys(KQL_FIELD.findall(annotation["filter"]["query"]), "query"))
+            fields.update(dict.fromkeys([annotation["timeField"], annotation["textField"],
+                                         *annotation.get("extraFields", [])], "any"))
     return fields
 
 
@@ -112,6 +135,17 @@ def test_every_field_kibana_uses_is_mapped_and_aggregatable(saved_objects, templ
             assert mapped in AGGREGATABLE, f"{title}: {field} is {mapped}"
             if data_type not in ("query", "any"):
                 assert mapped in LENS_TO_MAPPING[data_type], f"{title}: {field} is {mapped}, Lens says {data_type}"
+
+
+def test_every_field_a_saved_search_or_the_control_uses_is_mapped(saved_objects, template_fields) -> None:
+    for search in (obj for obj in saved_objects if obj["type"] == "search"):
+        source = json.loads(search["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
+        used = set(search["attributes"]["columns"]) | set(KQL_FIELD.findall(source["query"]["query"]))
+        assert used - set(template_fields) == set(), search["id"]
+    (dashboard,) = [obj for obj in saved_objects if obj["type"] == "dashboard"]
+    for control in json.loads(dashboard["attributes"]["controlGroupInput"]["panelsJSON"]).values():
+        field = control["explicitInput"]["fieldName"]
+        assert template_fields[field]["type"] == "keyword", f"an options list needs a keyword field: {field}"
 
 
 def test_data_view_time_field_is_a_date(saved_objects, template_fields) -> None:

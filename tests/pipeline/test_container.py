@@ -84,6 +84,7 @@ def test_waits_for_mysql_trains_missing_models_then_serves(sandbox: Path) -> Non
         "python -m ml_api.cli init-db", "sleep 2",
         "python -m ml_api.cli init-db",
         "python scripts/train_models.py",
+        "python -m scripts.local_secrets",
         "gunicorn -c ml_api/gunicorn.conf.py ml_api:create_app()",
     ]
 

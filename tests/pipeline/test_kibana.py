@@ -16,18 +16,33 @@ from .project import ROOT
 
 NDJSON = ROOT / "kibana" / "saved-objects.ndjson"
 PANELS = {
-    "Requests over time per variant",
-    "Traffic split per variant (users)",
-    "Latency p50 and p95 per variant",
-    "Error rate per variant",
-    "Fallback rate per variant",
+    "Requests per variant over time",
+    "Exposed users per variant over time",
+    "Error rate per variant over time",
+    "Fallback rate per variant over time",
+    "Latency p50, p95 and p99 per variant over time",
+    "Conversions per variant over time",
+    "Shadow agreement over time",
+    "Traffic allocation steps and pauses",
     "Distribution of predictions per variant",
-    "Outcome rate per variant",
+    "Errors and fallbacks",
+    "Experiment changes",
 }
+
+
+def _builder() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("build_saved_objects", ROOT / "kibana" / "build_saved_objects.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _by_id(saved_objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(obj["type"], obj["id"]): obj for obj in saved_objects}
+
+
+def test_the_committed_file_is_what_the_builder_writes() -> None:
+    assert NDJSON.read_text(encoding="utf-8") == _builder().ndjson(), "run: python kibana/build_saved_objects.py"
 
 
 def test_every_line_is_a_json_object_and_export_details_count_them() -> None:
@@ -71,11 +86,56 @@ def test_lens_layers_reference_the_data_view_and_their_own_columns(saved_objects
                 order_by = column.get("params", {}).get("orderBy", {})
                 if order_by.get("type") == "column":
                     assert order_by["columnId"] in layer["columns"]
+                assert set(column.get("references", [])) <= set(layer["columns"]), "a formula's parts are there"
+                if column["operationType"] == "formula":
+                    assert not column["params"]["isFormulaBroken"] and column["params"]["formula"]
         for vis_layer in state["visualization"]["layers"]:
+            if vis_layer.get("layerType") == "annotations":
+                reference = references[f"xy-visualization-layer-{vis_layer['layerId']}"]
+                assert reference["type"] == "index-pattern" and vis_layer["annotations"], lens["id"]
+                continue
             columns = layers[vis_layer["layerId"]]["columns"]
             used = [*vis_layer.get("accessors", []), *vis_layer.get("metrics", []), *vis_layer.get("primaryGroups", [])]
             used += [vis_layer[key] for key in ("xAccessor", "splitAccessor") if key in vis_layer]
             assert used and set(used) <= set(columns), lens["id"]
+
+
+def test_every_time_chart_marks_every_change_and_breach(saved_objects) -> None:
+    """Annotations: one marker per experiment_change (who: change.actor, what: change.action and summary)."""
+    charts = [obj for obj in saved_objects if obj["type"] == "lens"
+              and any(c["operationType"] == "date_histogram" for layer in
+                      obj["attributes"]["state"]["datasourceStates"]["formBased"]["layers"].values()
+                      for c in layer["columns"].values())]
+    assert len(charts) >= 8
+    for chart in charts:
+        (layer,) = [v for v in chart["attributes"]["state"]["visualization"]["layers"]
+                    if v.get("layerType") == "annotations"]
+        by_query = {a["filter"]["query"]: a for a in layer["annotations"]}
+        change = by_query['event.action : "experiment_change"']
+        assert change["textField"] == "change.action" and {"change.actor", "change.summary"} <= set(change["extraFields"])
+        assert 'event.action : "guardrail_breach"' in by_query
+        assert layer["ignoreGlobalFilters"] is False, "the experiment control filters the markers too"
+
+
+def test_the_dashboard_control_picks_one_experiment(saved_objects) -> None:
+    (dashboard,) = [obj for obj in saved_objects if obj["type"] == "dashboard"]
+    group = dashboard["attributes"]["controlGroupInput"]
+    ((control_id, control),) = json.loads(group["panelsJSON"]).items()
+    explicit = control["explicitInput"]
+    assert control["type"] == "optionsListControl" and explicit["id"] == control_id
+    assert explicit["fieldName"] == "experiment.name" and explicit["singleSelect"] is True
+    references = {ref["name"]: ref for ref in dashboard["references"]}
+    assert references[explicit["dataViewRefName"]] == {"id": "abtest-events", "name": explicit["dataViewRefName"],
+                                                        "type": "index-pattern"}
+    json.loads(group["ignoreParentSettingsJSON"])
+
+
+def test_saved_searches_reference_the_data_view(saved_objects) -> None:
+    for search in (obj for obj in saved_objects if obj["type"] == "search"):
+        source = json.loads(search["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
+        (reference,) = search["references"]
+        assert reference["name"] == source["indexRefName"] and reference["type"] == "index-pattern"
+        assert search["attributes"]["columns"]
 
 
 def test_dashboard_shows_every_panel_by_reference(saved_objects) -> None:
@@ -87,8 +147,8 @@ def test_dashboard_shows_every_panel_by_reference(saved_objects) -> None:
     titles = set()
     for panel in panels:
         reference = references[f"{panel['panelIndex']}:{panel['panelRefName']}"]
-        assert reference["type"] == panel["type"] == "lens"
-        titles.add(known[("lens", reference["id"])]["attributes"]["title"])
+        assert reference["type"] == panel["type"] and panel["type"] in ("lens", "search")
+        titles.add(known[(panel["type"], reference["id"])]["attributes"]["title"])
         assert panel["gridData"]["i"] == panel["panelIndex"]
         assert panel["gridData"]["x"] + panel["gridData"]["w"] <= 48
     assert titles == PANELS

@@ -84,3 +84,32 @@ def test_gunicorn_binds_a_socket_under_the_project_by_default():
 def test_bad_proxy_settings_name_the_setting(name, value):
     with pytest.raises(ConfigError, match=name):
         load_config({name: value})
+
+
+def test_generated_secrets_fill_only_what_api_env_and_the_environment_leave_empty(tmp_path):
+    secrets_file = tmp_path / "secrets.local.env"
+    secrets_file.write_text("USER_HASH_KEY=generated-key-0123456789\nADMIN_TOKEN=generated-token\n")
+    environ = {"LOCAL_SECRETS_FILE": str(secrets_file), "USER_HASH_KEY": "", "ADMIN_TOKEN": ""}
+    config = load_config(environ)
+    assert (config.user_hash_key, config.admin_token) == ("generated-key-0123456789", "generated-token")
+    assert load_config({**environ, "ADMIN_TOKEN": "explicit"}).admin_token == "explicit"
+    assert load_config({**environ, "ADMIN_TOKEN": "disabled"}).admin_token == "", "disabled turns the API off"
+    in_file = load_config({"LOCAL_SECRETS_FILE": str(secrets_file)}, write_env(tmp_path, "USER_HASH_KEY=from-api-env-0123"))
+    assert in_file.user_hash_key == "from-api-env-0123"
+    assert load_config({"LOCAL_SECRETS_FILE": str(tmp_path / "none.env"), "ADMIN_TOKEN": ""}).admin_token == ""
+
+
+def test_make_runs_first_start_generates_the_missing_secrets_once(tmp_path):
+    from scripts import local_secrets
+
+    environ = {"LOCAL_SECRETS_FILE": str(tmp_path / "secrets.local.env"), "USER_HASH_KEY": "", "ADMIN_TOKEN": ""}
+    path, generated = local_secrets.ensure(environ)
+    assert generated == ["USER_HASH_KEY", "ADMIN_TOKEN"] and path.stat().st_mode & 0o777 == 0o600
+    first = load_config(environ)
+    assert len(first.user_hash_key) >= 32 and len(first.admin_token) >= 32
+    assert local_secrets.ensure(environ) == (path, []), "kept: every later start uses the same ones"
+    assert load_config(environ) == first
+    _, generated = local_secrets.ensure({**environ, "LOCAL_SECRETS_FILE": str(tmp_path / "b.env"),
+                                         "ADMIN_TOKEN": "disabled", "USER_HASH_KEY": "explicit-key-0123456"})
+    assert generated == [], "an explicit value, and disabled, are never replaced"
+    assert not (tmp_path / "b.env").exists()

@@ -146,7 +146,7 @@ def test_shadow_is_set_shown_and_cleared_with_history(client, rollout_app, overr
     assert changes[2]["after"]["rollout"]["shadow"] is None
     changed = [e["change"]["action"] for e in events(rollout_app, overrides, "experiment_change")
                if e["experiment"]["name"] == name]
-    assert sorted(changed) == ["clear_shadow", "set_shadow"]  # shipped in batches: order is not kept
+    assert sorted(changed) == ["clear_shadow", "create", "set_shadow"]  # shipped in batches: order is not kept
 
 
 @pytest.mark.parametrize("body,status,detail", [
@@ -347,6 +347,10 @@ def test_a_breach_pauses_reports_everywhere_and_start_resumes(client, rollout_ap
     assert (breach["guardrail"], breach["observed"], breach["threshold"]) == ("max_fallback_rate", 0.39, 0.1)
     (event,) = [e for e in events(rollout_app, overrides, "guardrail_breach") if e["experiment"]["name"] == name]
     assert event["guardrail"] == {"name": "max_fallback_rate", "observed": 0.39, "threshold": 0.1, "requests": 100}
+    (change,) = [e["change"] for e in events(rollout_app, overrides, "experiment_change")
+                 if e["experiment"]["name"] == name and e["change"]["action"] == "guardrail_pause"]
+    assert change["actor"] == "guardrail" and "status: running → paused" in change["summary"]
+    assert change["after"]["rollout"]["paused_by_guardrail"]["guardrail"] == "max_fallback_rate"
     assert metric(client, f'abtest_guardrail_breaches_total{{experiment="{name}",guardrail="max_fallback_rate"}}') == 1
     ready = client.get("/ready")
     assert ready.status_code == 200 and ready.get_json()["status"] == "degraded"
@@ -412,7 +416,7 @@ def test_status_of_an_unguarded_experiment_is_never_paused_by_the_rollout(client
     assert client.get(f"/experiments/{name}").get_json()["status"] == ExperimentStatus.RUNNING.value
 
 
-def test_a_stopped_variation_loses_its_traffic_when_the_experiment_opts_in(rollout_app, rollout, db):
+def test_a_stopped_variation_loses_its_traffic_when_the_experiment_opts_in(rollout_app, rollout, db, overrides):
     """b is significantly worse, c undecided: b's weight goes to 0 through the change path (history actor
     ``verdict``), c and the control keep theirs. An experiment that did not opt in keeps every weight."""
     repo = rollout_app.extensions["ml_api"].experiments
@@ -432,4 +436,7 @@ def test_a_stopped_variation_loses_its_traffic_when_the_experiment_opts_in(rollo
     assert {v.name: v.weight for v in other.variants} == {"control": 1, "b": 1, "c": 1}
     changes = [(c["actor"], c["action"]) for c in repo.history(names[0])][-2:]
     assert changes == [("verdict", "verdict"), ("verdict", "stop_variation")]
+    reported = sorted((e["change"]["actor"], e["change"]["action"]) for e in events(rollout_app, overrides,
+                      "experiment_change") if e["experiment"]["name"] == names[0] and e["change"]["actor"] == "verdict")
+    assert reported == [("verdict", "stop_variation"), ("verdict", "verdict")]
     assert [c["action"] for c in repo.history(names[1])][-1] == "start"  # judged only when the results are read

@@ -48,6 +48,12 @@ def test_an_empty_admin_token_disables_the_admin_api(client):
     assert response.status_code == 403 and "disabled" in response.get_json()["detail"]
 
 
+def test_admin_token_disabled_turns_the_admin_api_off(make_app):
+    response = make_app(ADMIN_TOKEN="disabled").test_client().post(
+        "/admin/experiments", json={}, headers={"Authorization": "Bearer disabled"})
+    assert response.status_code == 403 and "disabled" in response.get_json()["detail"]
+
+
 def test_create_change_and_read_the_history(admin, overrides):
     assert create(admin, "adm-1", traffic_allocation=0.5, guardrails={"max_fallback_rate": 0.05}).status_code == 201
     assert admin.post("/admin/experiments/adm-1/start", headers=AUTH).get_json()["status"] == "running"
@@ -66,16 +72,26 @@ def test_create_change_and_read_the_history(admin, overrides):
     assert all(h["changed_at"].endswith("Z") for h in history)
 
 
-def test_every_change_emits_a_valid_event(admin_app, admin, overrides):
+def test_every_change_emits_a_valid_event_with_actor_before_and_after(admin_app, admin, overrides):
     create(admin, "adm-events")
     admin.post("/admin/experiments/adm-events/start", headers=AUTH)
+    admin.put("/admin/experiments/adm-events/overrides/qa:secret", json={"variant": "variation"}, headers=AUTH)
     admin_app.extensions["ml_api"].events.flush()
     events = [json.loads(line) for line in Path(overrides["EVENT_FILE"]).read_text().splitlines()]
-    changes = [e for e in events if e["event"]["action"] == "experiment_change"]
-    # Events reach the file in batches, not necessarily in the order they were emitted.
-    assert sorted((e["experiment"]["name"], e["change"]["action"]) for e in changes) == [
-        ("adm-events", "change_status"), ("adm-events", "create_experiment")]
-    for event in changes:
+    changes = {e["change"]["action"]: e for e in events if e["event"]["action"] == "experiment_change"
+               and e["experiment"]["name"] == "adm-events"}
+    # The history's verbs; events reach the file in batches, not necessarily in the order they were emitted.
+    assert sorted(changes) == ["create", "force_variant", "start"]
+    start = changes["start"]["change"]
+    assert start["actor"] == "admin:alice"
+    assert (start["before"]["status"], start["after"]["status"]) == ("draft", "running")
+    assert "status: draft → running" in start["summary"]
+    assert "before" not in changes["create"]["change"] and changes["create"]["change"]["summary"].startswith("created:")
+    forced = changes["force_variant"]["change"]
+    assert (forced["before"]["forced_users"], forced["after"]["forced_users"]) == (0, 1)
+    text = json.dumps(list(changes.values()))
+    assert "qa:secret" not in text and "salt" not in text, "no user id and no salt leave the gateway"
+    for event in changes.values():
         jsonschema.validate(event, SCHEMA)
 
 

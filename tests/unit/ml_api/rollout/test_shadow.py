@@ -12,12 +12,15 @@ from assigner import in_traffic, traffic_bucket
 from assigner.hashing import shadow_bucket
 from ml_api.rollout.shadow import ShadowJob, ShadowMirror, is_mirrored
 from ml_api.serving.models import LoadedModel, ModelError
+from ml_api.telemetry.pseudonyms import UserPseudonyms
 from ml_api.telemetry import metrics
 from tests.model_doubles import FailingModel, SlowModel
 
 SALT = "a1b2c3d4e5f60718"
 USERS = [f"user-{i}" for i in range(20_000)]
 IRIS = [5.1, 3.5, 1.4, 0.2]
+
+PSEUDONYMS = UserPseudonyms("shadow-test-key-0123456789")
 
 
 @pytest.mark.parametrize("salt,user_id,bucket", [
@@ -114,7 +117,7 @@ def skipped(reason: str) -> float:
                                                 ("missing", None, "not configured")])
 def test_each_shadow_prediction_leaves_an_event_and_a_row(model, agrees, error):
     events = Events()
-    mirror = ShadowMirror(FakeModels(slow=SlowModel(0.01), failing=FailingModel()), events, log_raw_user_id=False)
+    mirror = ShadowMirror(FakeModels(slow=SlowModel(0.01), failing=FailingModel()), events, PSEUDONYMS)
     assert mirror.submit(job(model))
     assert mirror.wait_idle(5)
     (action, fields), = events.emitted
@@ -131,7 +134,7 @@ def test_each_shadow_prediction_leaves_an_event_and_a_row(model, agrees, error):
 
 def test_a_hanging_shadow_model_never_blocks_and_a_full_pool_skips_and_counts():
     hanging = HangingModel()
-    mirror = ShadowMirror(FakeModels(hang=hanging), Events(), log_raw_user_id=False, threads=2, queue_limit=4)
+    mirror = ShadowMirror(FakeModels(hang=hanging), Events(), PSEUDONYMS, threads=2, queue_limit=4)
     before = skipped("pool_full")
     started = time.perf_counter()
     accepted = [mirror.submit(job("hang", f"{i:032x}")) for i in range(10)]
