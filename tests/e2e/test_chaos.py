@@ -53,6 +53,7 @@ class Ledger:
     first_served: dict[str, float] = field(default_factory=dict)  # user -> when (monotonic), for diagnosis
     switched: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # feedback for a served user answered 4xx
+    client_errors: list[str] = field(default_factory=list)  # clients that stopped on an exception
     counts: Counter = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -71,6 +72,13 @@ class Client(threading.Thread):
         self._mine: list[str] = []
 
     def run(self) -> None:
+        try:
+            self._load()
+        except BaseException as exc:  # a client that stops early would hide what it did not send
+            with self._ledger.lock:
+                self._ledger.client_errors.append(f"{self.name}: {exc!r}")
+
+    def _load(self) -> None:
         while not self._halt.is_set():
             returning = self._mine and self._random.random() < RETURNING_SHARE
             user = self._random.choice(self._mine) if returning else f"chaos-{self._number}-{len(self._mine)}"
@@ -82,11 +90,12 @@ class Client(threading.Thread):
                 self._feedback(user, answer)
 
     def _post(self, path: str, body: dict, kind: str) -> requests.Response:
-        """POST, once more on a new connection whenever the connection is cut (a worker killed)."""
+        """POST, once more on a new connection whenever the connection is cut (a worker killed),
+        before the answer or in the middle of it."""
         while True:
             try:
                 return self._session.post(self._url + path, json=body, timeout=30)
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
                 self._ledger.count(f"{kind} connection cut, retried")
                 self._session = requests.Session()
 
@@ -261,6 +270,7 @@ def test_chaos(overrides, tmp_path, chaos_redis, chaos_mysql, chaos_logstash, re
             f"  {'event batches the receiver died in':<56} {chaos_logstash.crashes:>8}",
         ])
         print("\n" + report)
+        assert not ledger.client_errors, f"{report}\n{ledger.client_errors}"
         assert ledger.served and ledger.accepted, report
         assert not wrong_exposures, f"{report}\n{wrong_exposures[:10]}"
         assert not wrong_outcomes, f"{report}\n{wrong_outcomes[:10]}"
