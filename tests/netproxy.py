@@ -1,10 +1,9 @@
 """A loopback TCP proxy a test can cut and restore, to take a real server "down" for the
-gateway without stopping the server other tests share, or slow down, to make its answers
-late on the connections open now."""
+gateway without stopping the server other tests share, or stall, to hold back its answers
+on the connections open now until the test lets them through."""
 
 import socket
 import threading
-import time
 
 
 class TcpProxy:
@@ -16,7 +15,8 @@ class TcpProxy:
         self._up = True
         self._closed = False
         self._connections: list[socket.socket] = []
-        self._late: dict[socket.socket, float] = {}  # client socket -> delay of every answer to it
+        self._stalled: set[socket.socket] = set()  # client sockets whose answers wait for _released
+        self._released = threading.Event()
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -32,11 +32,15 @@ class TcpProxy:
                 conn.close()
             self._connections.clear()
 
-    def delay_answers(self, seconds: float) -> None:
-        """From now on, answers on the connections open now reach their client ``seconds`` late
-        (what a client sees of a server or network that stalls); new connections are not slowed."""
+    def stall_answers(self) -> None:
+        """Hold back the answers on the connections open now until ``release_answers`` (what a
+        client sees of a server or network that stalls); new connections are not held."""
         with self._lock:
-            self._late = {conn: seconds for conn in self._connections[::2]}  # clients, not upstreams
+            self._released.clear()
+            self._stalled = set(self._connections[::2])  # clients, not upstreams
+
+    def release_answers(self) -> None:
+        self._released.set()
 
     def restore(self) -> None:
         with self._lock:
@@ -44,6 +48,7 @@ class TcpProxy:
 
     def close(self) -> None:
         self._closed = True
+        self.release_answers()
         self.cut()
         self._server.close()
 
@@ -69,8 +74,8 @@ class TcpProxy:
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                if delay := self._late.get(sink):
-                    time.sleep(delay)  # the stall being simulated, not a wait of the test
+                if sink in self._stalled:
+                    self._released.wait()
                 sink.sendall(data)
         except OSError:
             pass

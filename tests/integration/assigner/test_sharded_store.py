@@ -202,9 +202,10 @@ def test_a_claim_answered_late_is_not_sent_again(private_redis):
                                            "REDIS_TIMEOUT_SECONDS": "0.1"}))
         store = RedisAssignmentStore(client, "late")
         store.claim(1, "warm-up", "control")  # the pooled connection the claim will use
-        proxy.delay_answers(1.0)
-        with pytest.raises(StoreUnavailable):
+        proxy.stall_answers()
+        with pytest.raises(StoreUnavailable):  # no answer within the client's 0.1 s
             store.claim(1, "u", "control")
+        proxy.release_answers()
         assert redis.Redis.from_url(private_redis).get(store.key(1, "u")) == b"control"  # it did run
         client.close()
     finally:
