@@ -103,15 +103,15 @@ def resolve_user(svc: "Services", req: FeedbackRequest) -> tuple[str, str]:
     if req.request_id is None:
         return req.experiment, req.user_id
     try:
-        found = svc.requests.resolve(req.request_id)
+        found, redis_away = svc.requests.resolve(req.request_id), False
     except REDIS_ERRORS:  # a cluster's own errors too
-        if req.user_id is not None:
-            return req.experiment or svc.config.default_experiment, req.user_id
-        raise RequestIdsUnavailable(
-            "request ids cannot be resolved while Redis is away; send user_id and experiment instead") from None
+        found, redis_away = None, True
     if found is None:
         if req.user_id is not None:
             return req.experiment or svc.config.default_experiment, req.user_id
+        if redis_away:
+            raise RequestIdsUnavailable(
+                "request ids cannot be resolved while Redis is away; send user_id and experiment instead")
         raise UnknownRequest(f"request_id {req.request_id} is unknown or has expired")
     experiment, user_id = found
     if req.user_id is not None and req.user_id != user_id:
