@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -277,13 +278,36 @@ def test_gunicorn_keeps_connections_open_longer_than_nginx_reuses_them() -> None
     assert nginx_idle < gunicorn_idle
 
 
+def _bind_mounts(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Container path -> (host path, mode) of every bind mount ("./models:/app/models" and the like)."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target, *mode = volume.split(":")
+        if source.startswith("."):
+            mounts[target] = (source, mode[0] if mode else "rw")
+    return mounts
+
+
+def test_the_gateway_reads_the_checkouts_api_env_and_models_where_an_edit_reaches_it(compose) -> None:
+    """Edit api.env, `docker compose kill -s HUP api`: new workers read the file the host edited, and the
+    models it names. A file mount would keep the old inode after `sed -i`; env_file would win over the file."""
+    api = compose["services"]["api"]
+    assert "env_file" not in api, "variables Compose sets at creation would win over the edited api.env"
+    mounts = _bind_mounts(api)
+    settings_file = PurePosixPath(_environment(api)["API_ENV_FILE"])
+    assert mounts[str(settings_file.parent)] == (".", "ro"), "the checkout's directory, read-only"
+    assert settings_file.name == "api.env"
+    assert mounts["/app/models"] == ("./models", "rw"), "MODEL_DIR of api.env, relative to /app"
+    assert "MODEL_DIR=models" in (ROOT / "api.env").read_text(encoding="utf-8").splitlines()
+
+
 def test_gateway_services_read_api_env_and_point_at_services(compose, api_env) -> None:
     services = compose["services"]
+    assert services["es-setup"]["env_file"] in ("api.env", ["api.env"])
     for name in ("api", "es-setup"):
         service = services[name]
-        assert service["env_file"] in ("api.env", ["api.env"])
         environment = _environment(service)
-        assert set(environment) <= set(api_env) | {"ELASTICSEARCH_URL"}, "an override api.env does not have"
+        assert set(environment) <= set(api_env) | {"ELASTICSEARCH_URL", "API_ENV_FILE"}, "an override api.env does not have"
         assert environment["GUNICORN_BIND"].startswith("0.0.0.0:"), "gunicorn must accept nginx's container"
         assert environment["MYSQL_HOST"] in services
         assert environment["LOGSTASH_HOST"] in services
