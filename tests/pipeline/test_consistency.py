@@ -403,3 +403,20 @@ def test_schema_constants_match_the_gateway(event_schema) -> None:
     assert properties["service"]["properties"]["name"]["const"] == events.SERVICE_NAME
     sources = properties["experiment"]["properties"]["assignment_source"]["enum"]
     assert sorted(sources) == sorted(source.value for source in AssignmentSource)
+
+
+def _heap_mb(java_opts: str) -> int:
+    """-Xmx of a JVM option string, in MB."""
+    size, unit = re.search(r"-Xmx(\d+)([mg])", java_opts).groups()
+    return int(size) * (1024 if unit == "g" else 1)
+
+
+def test_the_readmes_memory_figure_starts_from_the_configured_heaps(compose) -> None:
+    """The README's memory estimate names each JVM heap as docker-compose.yml sets it."""
+    memory = re.search(r"\*\*Memory\.\*\*(.*?)\n\n", (ROOT / "README.md").read_text(encoding="utf-8"), re.DOTALL).group(1)
+    stated = {name: int(size) * (1024 if unit == "GB" else 1)
+              for name, size, unit in re.findall(r"(Elasticsearch|Logstash) (\d+) (GB|MB) heap", memory)}
+    services = compose["services"]
+    assert stated == {"Elasticsearch": _heap_mb(services["elasticsearch"]["environment"]["ES_JAVA_OPTS"]),
+                      "Logstash": _heap_mb(services["logstash"]["environment"]["LS_JAVA_OPTS"])}
+    assert re.search(r"needs about \d+ GB", memory)
