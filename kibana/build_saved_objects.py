@@ -201,8 +201,9 @@ def panels() -> list[Json]:
         del column["params"]["emptyAsNull"]
     return [
         over_time("abtest-requests-over-time", "Requests per variant over time",
-                  "Predict requests per time bucket, stacked by variant.", PREDICTS,
-                  {"requests": metric_column("count", "Requests")}, series="bar_stacked"),
+                  "Predict requests per minute (whatever the bucket size), stacked by variant.", PREDICTS,
+                  {"requests": {**metric_column("count", "Requests per minute"), "timeScale": "m"}},
+                  series="bar_stacked"),
         over_time("abtest-error-rate", "Error rate per variant over time",
                   "Failed /predict and /feedback requests over all of them, per variant (requests that failed"
                   " before a variant was known are the (missing value) line).",
