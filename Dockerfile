@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # The gateway image; docker-compose.yml also runs its one-shot jobs (es-setup,
 # kibana-import) from it.
-FROM python:3.11-slim
+# Pinned to a patch release and a Debian release, so a rebuild gets the same interpreter (and
+# reads pickled models the host's Python 3.11 wrote); move it on deliberately.
+FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -16,8 +18,8 @@ RUN pip install -r requirements.txt
 
 COPY . .
 
-# var/ (event buffer, spool) and models/ are volumes in docker-compose.yml; creating
-# them here gives the volumes their owner.
+# var/ (event buffer, spool) is a volume in docker-compose.yml, and models/ the checkout's
+# models/ bind-mounted; creating them here gives the volume its owner.
 RUN useradd --system --uid 10001 --no-create-home --home-dir /app app \
     && mkdir -p var models \
     && chown -R app:app var models
@@ -40,9 +42,18 @@ until python -m ml_api.cli init-db; do
     sleep 2
 done
 
-for name in $(env | sed -n 's/^\(MODEL_[A-Z0-9_]*\)=.*\.joblib$/\1/p'); do
-    if [ ! -f "${MODEL_DIR:-models}/$(printenv "$name")" ]; then
-        python scripts/train_models.py
+# The models api.env names (read from API_ENV_FILE, the mounted checkout's, by the gateway's own
+# parser); any that is missing is trained (the demo models), into the bind-mounted models/.
+settings=$(python -m ml_api.cli shell-env)
+eval "$(printf '%s\n' "$settings" | grep '^MODEL_')"
+for name in $(printf '%s\n' "$settings" | sed -n 's/^\(MODEL_[A-Z0-9_]*\)=.*\.joblib.\{0,1\}$/\1/p'); do
+    eval "file=\$$name"
+    if [ ! -f "${MODEL_DIR:-models}/$file" ]; then
+        python scripts/train_models.py --if-missing --out-dir "${MODEL_DIR:-models}" || {
+            echo "start-gateway: could not train the missing models into ${MODEL_DIR:-models}: make ./models" \
+                 "writable for uid $(id -u), or train them on the host (make models)" >&2
+            exit 1
+        }
         break
     fi
 done

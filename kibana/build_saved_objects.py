@@ -7,8 +7,11 @@ show: the query, the metric columns and the split. Every time chart carries the 
 annotation layer: one marker per ``experiment_change`` event (who and what, from
 ``change.actor`` and ``change.summary``) and per ``guardrail_breach``. The dashboard has an
 options-list control on ``experiment.name`` so it shows one experiment at a time, and two
-saved searches (errors and fallbacks; every change). tests/pipeline checks that the
-committed file is what this script writes, and every field against the index template.
+saved searches (errors and fallbacks; every change). Two data views: the gateway's events
+(``abtest-events-*``) and the events Elasticsearch refused (``abtest-dlq-*``, written by the
+dead-letter-queue pipeline); the refused events' panel ignores the experiment control, since
+the fields of a refused event are what failed. tests/pipeline checks that the committed file
+is what this script writes, and every field against the index template of its data view.
 """
 
 from __future__ import annotations
@@ -19,8 +22,14 @@ from typing import Any
 
 OUT = Path(__file__).resolve().parent / "saved-objects.ndjson"
 DATA_VIEW = "abtest-events"
+DLQ_DATA_VIEW = "abtest-dlq"
+DATA_VIEWS = {  # id: (title, the index pattern; name)
+    DATA_VIEW: ("abtest-events-*", "A/B experiment events"),
+    DLQ_DATA_VIEW: ("abtest-dlq-*", "A/B events Elasticsearch refused (dead letter queue)"),
+}
 CORE_MIGRATION = "8.8.0"
 LAYER = "layer1"
+WEIGHTS = "weights"
 ANNOTATIONS = "changes"
 CONTROL = "experiment-control"
 Json = dict[str, Any]
@@ -39,11 +48,14 @@ def time_column() -> Json:
             "scale": "interval", "sourceField": "@timestamp"}
 
 
-def terms_column(field: str, label: str, size: int = 10, missing: bool = False) -> Json:
+def terms_column(field: str, label: str, size: int = 10, missing: bool = False, then_by: tuple[str, ...] = ()) -> Json:
+    """Top values of ``field``; with ``then_by``, of the combination (a multi-terms split, e.g. metric › variant)."""
+    params = {**TERMS_DEFAULTS, "missingBucket": missing, "orderBy": {"fallback": False, "type": "alphabetical"},
+              "orderDirection": "asc", "size": size}
+    if then_by:
+        params |= {"secondaryFields": list(then_by), "parentFormat": {"id": "multi_terms"}}
     return {"customLabel": True, "dataType": "string", "isBucketed": True, "label": label, "operationType": "terms",
-            "params": {**TERMS_DEFAULTS, "missingBucket": missing, "orderBy": {"fallback": False, "type": "alphabetical"},
-                       "orderDirection": "asc", "size": size},
-            "scale": "ordinal", "sourceField": field}
+            "params": params, "scale": "ordinal", "sourceField": field}
 
 
 def metric_column(operation: str, label: str, field: str = "___records___", kql: str | None = None,
@@ -97,17 +109,25 @@ def annotation_layer() -> Json:
             ]}
 
 
-def lens(lens_id: str, title: str, description: str, query: str, columns: Json, visualization: Json,
+def data_layer(columns: Json, data_view: str = DATA_VIEW, ignore_global_filters: bool = False) -> Json:
+    """One Lens data layer: its data view and its columns (in order)."""
+    return {"data_view": data_view, "columns": columns, "ignore_global_filters": ignore_global_filters}
+
+
+def lens(lens_id: str, title: str, description: str, query: str, layers: dict[str, Json], visualization: Json,
          visualization_type: str = "lnsXY", annotated: bool = False) -> Json:
-    """One Lens object with one data layer (``layer1``) over the data view, and the change markers if ``annotated``."""
-    references = [{"id": DATA_VIEW, "name": f"indexpattern-datasource-layer-{LAYER}", "type": "index-pattern"}]
+    """One Lens object with its data layers (``data_layer`` by layer id), and the change markers if ``annotated``."""
+    references = [{"id": layer["data_view"], "name": f"indexpattern-datasource-layer-{layer_id}", "type": "index-pattern"}
+                  for layer_id, layer in layers.items()]
     if annotated:
         visualization = {**visualization, "layers": [*visualization["layers"], annotation_layer()]}
         references.append({"id": DATA_VIEW, "name": f"xy-visualization-layer-{ANNOTATIONS}", "type": "index-pattern"})
+    persisted = {layer_id: {"columnOrder": list(layer["columns"]), "columns": layer["columns"], "incompleteColumns": {},
+                            "sampling": 1, **({"ignoreGlobalFilters": True} if layer["ignore_global_filters"] else {})}
+                 for layer_id, layer in layers.items()}
     state = {"adHocDataViews": {}, "filters": [], "internalReferences": [],
              "query": {"language": "kuery", "query": query},
-             "datasourceStates": {"formBased": {"layers": {LAYER: {
-                 "columnOrder": list(columns), "columns": columns, "incompleteColumns": {}, "sampling": 1}}}},
+             "datasourceStates": {"formBased": {"layers": persisted}},
              "visualization": visualization}
     return {"attributes": {"description": description, "state": state, "title": title,
                            "visualizationType": visualization_type},
@@ -115,25 +135,62 @@ def lens(lens_id: str, title: str, description: str, query: str, columns: Json, 
             "type": "lens", "typeMigrationVersion": "8.9.0"}
 
 
-def xy(accessors: list[str], series: str = "line", x: str = "time", split: str | None = "variant") -> Json:
-    layer = {"accessors": accessors, "layerId": LAYER, "layerType": "data", "position": "top", "seriesType": series,
-             "showGridlines": False, "xAccessor": x}
+def xy_layer(accessors: list[str], series: str = "line", x: str = "time", split: str | None = "variant",
+             layer_id: str = LAYER, **extra: Any) -> Json:
+    """The chart side of one data layer: which columns are x, y and the split, drawn as ``series``."""
+    layer = {"accessors": accessors, "layerId": layer_id, "layerType": "data", "position": "top", "seriesType": series,
+             "showGridlines": False, "xAccessor": x, **extra}
     if split:
         layer["splitAccessor"] = split
+    return layer
+
+
+def xy(accessors: list[str], series: str = "line", x: str = "time", split: str | None = "variant",
+       more_layers: tuple[Json, ...] = (), **axes: Any) -> Json:
     both = {"x": True, "yLeft": True, "yRight": True}
     return {"axisTitlesVisibilitySettings": both, "fittingFunction": "None", "gridlinesVisibilitySettings": both,
-            "labelsOrientation": {"x": 0, "yLeft": 0, "yRight": 0}, "layers": [layer],
+            "labelsOrientation": {"x": 0, "yLeft": 0, "yRight": 0},
+            "layers": [xy_layer(accessors, series, x, split), *more_layers],
             "legend": {"isVisible": True, "position": "right"}, "preferredSeriesType": series,
-            "tickLabelsVisibilitySettings": both, "valueLabels": "hide"}
+            "tickLabelsVisibilitySettings": both, "valueLabels": "hide", **axes}
+
+
+def shown_columns(metrics: Json) -> list[str]:
+    """The metric columns a chart draws: a formula's helper columns (its parts and its math) stay off it."""
+    return [c for c, column in metrics.items() if column["operationType"] != "math" and not
+            any(c in other.get("references", []) for other in metrics.values() if other["operationType"] == "math")]
 
 
 def over_time(lens_id: str, title: str, description: str, query: str, metrics: Json, series: str = "line",
-              split_field: str = "experiment.variant", split_label: str = "Variant") -> Json:
-    """A time chart per ``split_field`` value, with the change markers; the formula helpers stay off the chart."""
-    columns = {"time": time_column(), "variant": terms_column(split_field, split_label, missing=True), **metrics}
-    shown = [c for c, column in metrics.items() if column["operationType"] != "math" and not
-             any(c in other.get("references", []) for other in metrics.values() if other["operationType"] == "math")]
-    return lens(lens_id, title, description, query, columns, xy(shown, series), annotated=True)
+              split: Json | None = None, data_view: str = DATA_VIEW, ignore_global_filters: bool = False) -> Json:
+    """A time chart per value of ``split`` (default: the variant), with the change markers."""
+    split = split or terms_column("experiment.variant", "Variant", missing=True)
+    columns = {"time": time_column(), "variant": split, **metrics}
+    return lens(lens_id, title, description, query,
+                {LAYER: data_layer(columns, data_view, ignore_global_filters)},
+                xy(shown_columns(metrics), series), annotated=True)
+
+
+def exposures_with_weights() -> Json:
+    """Each variant's share of the exposed users per time bucket (stacked to 100 %), and beside it, on the
+    right axis with the same 0-100 % scale, the share its configured weight gives it (experiment.variant_weight)."""
+    users = {"time": time_column(), "variant": terms_column("experiment.variant", "Variant", missing=True),
+             "users": metric_column("unique_count", "Exposed users", "user.hash")}
+    weights = {"time": time_column(), "variant": terms_column("experiment.variant", "Variant"),
+               "weight": metric_column("max", "Configured weight", "experiment.variant_weight", format=PERCENT)}
+    weight_lines = xy_layer(["weight"], "line", layer_id=WEIGHTS,
+                            yConfig=[{"forAccessor": "weight", "axisMode": "right"}])
+    full_scale = {"mode": "custom", "lowerBound": 0, "upperBound": 1}
+    return lens("abtest-exposures", "Exposed users per variant over time, with the configured weights",
+                "Bars: each variant's share of the distinct users exposed in the time bucket (user.hash). Lines, right"
+                " axis: the share the variant's weight gives it (the largest in the bucket when the weights changed)."
+                " Bars that stay away from their line mean the split is not what was configured; the results page"
+                " gives the sample-ratio-mismatch test.",
+                'event.action : "predict" and experiment.in_experiment : true',
+                {LAYER: data_layer(users), WEIGHTS: data_layer(weights)},
+                xy(["users"], "bar_percentage_stacked", more_layers=(weight_lines,), yRightExtent=full_scale,
+                   yLeftExtent=full_scale),
+                annotated=True)
 
 
 def panels() -> list[Json]:
@@ -144,8 +201,9 @@ def panels() -> list[Json]:
         del column["params"]["emptyAsNull"]
     return [
         over_time("abtest-requests-over-time", "Requests per variant over time",
-                  "Predict requests per time bucket, stacked by variant.", PREDICTS,
-                  {"requests": metric_column("count", "Requests")}, series="bar_stacked"),
+                  "Predict requests per minute (whatever the bucket size), stacked by variant.", PREDICTS,
+                  {"requests": {**metric_column("count", "Requests per minute"), "timeScale": "m"}},
+                  series="bar_stacked"),
         over_time("abtest-error-rate", "Error rate per variant over time",
                   "Failed /predict and /feedback requests over all of them, per variant (requests that failed"
                   " before a variant was known are the (missing value) line).",
@@ -157,45 +215,51 @@ def panels() -> list[Json]:
         over_time("abtest-latency", "Latency p50, p95 and p99 per variant over time",
                   "Total request latency (latency.total_ms) percentiles per variant and time bucket.", PREDICTS,
                   latency),
-        over_time("abtest-exposures", "Exposed users per variant over time",
-                  "Distinct users in the experiment per variant and time bucket (user.hash): the split should"
-                  " follow the configured weights, shown beside it in the change markers' after-state;"
-                  " the results endpoint gives the sample-ratio verdict.",
-                  'event.action : "predict" and experiment.in_experiment : true',
-                  {"users": metric_column("unique_count", "Users", "user.hash")}),
-        over_time("abtest-outcome-rate", "Conversions per variant over time",
-                  "Mean feedback.outcome per variant (the conversion rate for 1/0 outcomes). Not a test of"
-                  " significance: the results endpoint gives that.", 'event.action : "feedback"',
-                  {"outcome": metric_column("average", "Mean outcome", "feedback.outcome")}),
+        exposures_with_weights(),
+        over_time("abtest-outcome-rate", "Conversions per metric and variant over time",
+                  "Mean feedback.outcome per metric (feedback.metric) and variant: the conversion rate for 1/0"
+                  " outcomes, the mean value for numbers (click a metric in the legend to see it alone). Not a"
+                  " test of significance: the results page gives that.", 'event.action : "feedback"',
+                  {"outcome": metric_column("average", "Mean outcome", "feedback.outcome")},
+                  split=terms_column("feedback.metric", "Metric › variant", size=20,
+                                     then_by=("experiment.variant",))),
         over_time("abtest-shadow-agreement", "Shadow agreement over time",
                   "Share of mirrored requests where the shadow model predicted the served label, per shadow model.",
                   'event.action : "shadow_predict"',
                   rate_columns("rate", "Agreement", "shadow.agrees : true", "shadow.agrees : *"),
-                  split_field="model.name", split_label="Shadow model"),
+                  split=terms_column("model.name", "Shadow model", missing=True)),
         over_time("abtest-rollout", "Traffic allocation steps and pauses",
                   "Experiment changes per time bucket by action (ramp_advance, guardrail_pause, stop_variation,"
                   " start, pause, set_weights, ...); the markers name who and what.",
                   'event.action : "experiment_change"', {"changes": metric_column("count", "Changes")},
-                  series="bar_stacked", split_field="change.action", split_label="Action"),
+                  series="bar_stacked", split=terms_column("change.action", "Action", missing=True)),
+        over_time("abtest-dead-letters", "Events Elasticsearch refused (dead letter queue)",
+                  "Events of every experiment that Elasticsearch refused to index (abtest-dlq-*), per time bucket"
+                  " and Elasticsearch error type; the experiment control does not apply (a refused event's own"
+                  " fields are what failed). Anything here is a bug: open the saved search \"Refused events\".",
+                  "", {"refused": metric_column("count", "Refused events")}, series="bar_stacked",
+                  split=terms_column("dlq.error.type", "Error type", missing=True),
+                  data_view=DLQ_DATA_VIEW, ignore_global_filters=True),
         lens("abtest-prediction-distribution", "Distribution of predictions per variant",
              "Share of each predicted label per variant.", PREDICTS,
-             {"variant": terms_column("experiment.variant", "Variant"),
-              "label": terms_column("prediction.label", "Predicted label"),
-              "requests": metric_column("count", "Requests")},
+             {LAYER: data_layer({"variant": terms_column("experiment.variant", "Variant"),
+                                 "label": terms_column("prediction.label", "Predicted label"),
+                                 "requests": metric_column("count", "Requests")})},
              xy(["requests"], "bar_percentage_stacked", x="variant", split="label")),
     ]
 
 
 # --- saved searches, data view, dashboard ------------------------------------------------
 
-def saved_search(search_id: str, title: str, description: str, query: str, columns: list[str]) -> Json:
+def saved_search(search_id: str, title: str, description: str, query: str, columns: list[str],
+                 data_view: str = DATA_VIEW) -> Json:
     source = {"query": {"query": query, "language": "kuery"}, "filter": [],
               "indexRefName": "kibanaSavedObjectMeta.searchSourceJSON.index"}
     return {"attributes": {"title": title, "description": description, "columns": columns,
                            "sort": [["@timestamp", "desc"]], "grid": {}, "hideChart": False,
                            "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps(source)}},
             "coreMigrationVersion": CORE_MIGRATION, "id": search_id, "managed": False,
-            "references": [{"id": DATA_VIEW, "name": "kibanaSavedObjectMeta.searchSourceJSON.index",
+            "references": [{"id": data_view, "name": "kibanaSavedObjectMeta.searchSourceJSON.index",
                             "type": "index-pattern"}],
             "type": "search", "typeMigrationVersion": "10.5.0"}
 
@@ -213,14 +277,22 @@ def searches() -> list[Json]:
                      'event.action : "experiment_change" or event.action : "guardrail_breach"',
                      ["experiment.name", "change.actor", "change.action", "change.summary", "guardrail.name",
                       "error.message"]),
+        # In Discover, not on the dashboard: a saved search there would follow the experiment control,
+        # and a refused event's experiment.name is not indexed.
+        saved_search("abtest-refused-events", "Refused events",
+                     "Events Elasticsearch refused to index, newest first: what they were, the error type and"
+                     " Elasticsearch's whole answer (dlq.reason); the event itself is in the document's source.",
+                     "", ["dlq.event.action", "dlq.experiment.name", "dlq.error.type", "dlq.error.reason",
+                          "dlq.entry_time", "dlq.reason"], data_view=DLQ_DATA_VIEW),
     ]
 
 
-def data_view() -> Json:
-    return {"attributes": {"fieldAttrs": "{}", "fieldFormatMap": "{}", "fields": "[]", "name": "A/B experiment events",
+def data_view(view_id: str) -> Json:
+    title, name = DATA_VIEWS[view_id]
+    return {"attributes": {"fieldAttrs": "{}", "fieldFormatMap": "{}", "fields": "[]", "name": name,
                            "runtimeFieldMap": "{}", "sourceFilters": "[]", "timeFieldName": "@timestamp",
-                           "title": "abtest-events-*"},
-            "coreMigrationVersion": CORE_MIGRATION, "id": DATA_VIEW, "managed": False, "references": [],
+                           "title": title},
+            "coreMigrationVersion": CORE_MIGRATION, "id": view_id, "managed": False, "references": [],
             "type": "index-pattern", "typeMigrationVersion": "8.0.0"}
 
 
@@ -242,8 +314,8 @@ LAYOUT = [  # (object id, type, width, height): filled in rows of 48 columns
     ("abtest-error-rate", "lens", 24, 12), ("abtest-fallback-rate", "lens", 24, 12),
     ("abtest-latency", "lens", 24, 12), ("abtest-outcome-rate", "lens", 24, 12),
     ("abtest-shadow-agreement", "lens", 24, 12), ("abtest-rollout", "lens", 24, 12),
-    ("abtest-prediction-distribution", "lens", 16, 12), ("abtest-experiment-changes", "search", 32, 12),
-    ("abtest-errors-and-fallbacks", "search", 48, 14),
+    ("abtest-dead-letters", "lens", 24, 12), ("abtest-prediction-distribution", "lens", 24, 12),
+    ("abtest-experiment-changes", "search", 48, 12), ("abtest-errors-and-fallbacks", "search", 48, 14),
 ]
 
 
@@ -261,9 +333,10 @@ def dashboard() -> Json:
     options = {"useMargins": True, "syncColors": True, "syncCursor": True, "syncTooltips": False,
                "hidePanelTitles": False}
     return {"attributes": {
-                "description": "One experiment at a time (the Experiment control): traffic, exposures, errors,"
-                               " fallbacks, latency, conversions, shadow agreement and every change, per variant"
-                               " and over time, from the gateway's events (abtest-events-*).",
+                "description": "One experiment at a time (the Experiment control): traffic, exposures against"
+                               " the configured weights, errors, fallbacks, latency, conversions per metric, shadow"
+                               " agreement and every change, per variant and over time, from the gateway's events"
+                               " (abtest-events-*); and the events Elasticsearch refused (abtest-dlq-*).",
                 "controlGroupInput": group,
                 "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps({"query": {"query": "", "language": "kuery"},
                                                                           "filter": []})},
@@ -276,7 +349,7 @@ def dashboard() -> Json:
 
 def saved_objects() -> list[Json]:
     """Every object, in import order (what a panel references comes before it), then the export summary."""
-    objects = [data_view(), *panels(), *searches(), dashboard()]
+    objects = [*map(data_view, DATA_VIEWS), *panels(), *searches(), dashboard()]
     summary = {"excludedObjects": [], "excludedObjectsCount": 0, "exportedCount": len(objects),
                "missingRefCount": 0, "missingReferences": []}
     return [*objects, summary]

@@ -1,4 +1,4 @@
-"""Elasticsearch side of the event pipeline: install the index template, reconcile exposures.
+"""Elasticsearch side of the event pipeline: install the index templates, reconcile exposures.
 
     python -m ml_api.telemetry.elastic setup
     python -m ml_api.telemetry.elastic reconcile --experiment NAME
@@ -25,6 +25,11 @@ POLICY_PATH = LOGSTASH_DIR / "ilm-policy.json"
 TEMPLATE_NAME = "abtest-events"
 POLICY_NAME = "abtest-events"
 INDEX_PATTERN = "abtest-events-*"
+# Events Elasticsearch refused, read back from Logstash's dead letter queue (logstash/pipeline/abtest-dlq.conf).
+DLQ_TEMPLATE_PATH = LOGSTASH_DIR / "dlq-index-template.json"
+DLQ_TEMPLATE_NAME = "abtest-dlq"
+DLQ_INDEX_PATTERN = "abtest-dlq-*"
+TEMPLATES = {TEMPLATE_NAME: TEMPLATE_PATH, DLQ_TEMPLATE_NAME: DLQ_TEMPLATE_PATH}
 
 # Exposures are the first assignment of each user: one row per user in `assignments`.
 EXPOSURES_SQL = (
@@ -78,9 +83,9 @@ def settings_from_env(environ: Mapping[str, str]) -> Settings:
     )
 
 
-def load_template() -> dict[str, Any]:
-    """The composable index template for the daily event indices."""
-    return json.loads(TEMPLATE_PATH.read_text(encoding="utf-8"))
+def load_template(name: str = TEMPLATE_NAME) -> dict[str, Any]:
+    """A composable index template by name (TEMPLATES): the daily event indices' by default."""
+    return json.loads(TEMPLATES[name].read_text(encoding="utf-8"))
 
 
 def load_policy(retention_days: int) -> dict[str, Any]:
@@ -91,18 +96,19 @@ def load_policy(retention_days: int) -> dict[str, Any]:
 
 
 def setup(es: Elasticsearch, retention_days: int) -> None:
-    """Install the lifecycle policy, then the index template; PUTs, so safe to repeat."""
+    """Install the lifecycle policy, then the index templates (events, dead letters); PUTs, so safe to repeat."""
     es.cluster.health(wait_for_status="yellow", timeout="60s")
     es.ilm.put_lifecycle(name=POLICY_NAME, policy=load_policy(retention_days))
-    template = load_template()
-    es.indices.put_index_template(
-        name=TEMPLATE_NAME,
-        index_patterns=template["index_patterns"],
-        priority=template["priority"],
-        version=template["version"],
-        meta=template["_meta"],
-        template=template["template"],
-    )
+    for name in TEMPLATES:
+        template = load_template(name)
+        es.indices.put_index_template(
+            name=name,
+            index_patterns=template["index_patterns"],
+            priority=template["priority"],
+            version=template["version"],
+            meta=template["_meta"],
+            template=template["template"],
+        )
 
 
 def _composite_pages(es: Elasticsearch, experiment: str) -> Iterator[list[dict[str, Any]]]:
@@ -231,8 +237,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         if args.command == "setup":
             setup(es, settings.retention_days)
-            print(f"installed ILM policy {POLICY_NAME!r} ({settings.retention_days}d) "
-                  f"and index template {TEMPLATE_NAME!r} for {INDEX_PATTERN}")
+            print(f"installed ILM policy {POLICY_NAME!r} ({settings.retention_days}d) and index templates"
+                  f" {TEMPLATE_NAME!r} for {INDEX_PATTERN}, {DLQ_TEMPLATE_NAME!r} for {DLQ_INDEX_PATTERN}")
             return 0
         connection = connect_mysql(settings)
         try:

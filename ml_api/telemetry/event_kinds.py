@@ -40,7 +40,8 @@ def ecs_event(outcome: str, kind: str, category: list[str], types: list[str], du
 def predict_fields(request_id: str, user: Fields, experiment: Experiment, assignment: Assignment,
                    model: Fields, label: Any, probability: float | None, fallback: bool,
                    model_error: str | None, latency: dict[str, float]) -> Fields:
-    """One served prediction (built on the request path: plain dicts, nothing to drop)."""
+    """One served prediction (built on the request path: plain dicts; ``variant_weight`` is the definition's,
+    as the assignment used it)."""
     fields: Fields = {
         "event": ecs_event("success", KIND_EVENT, WEB, ACCESS, latency["total_ms"]),
         "http": {"request": {"id": request_id, "method": "POST"}, "response": {"status_code": 200}},
@@ -51,6 +52,7 @@ def predict_fields(request_id: str, user: Fields, experiment: Experiment, assign
             "in_experiment": assignment.in_experiment,
             "fallback": fallback,
             "assignment_source": assignment.source.value,
+            "variant_weight": variant_weight(experiment, assignment.variant),
         },
         "user": user,
         "model": model,
@@ -60,6 +62,16 @@ def predict_fields(request_id: str, user: Fields, experiment: Experiment, assign
     if model_error:
         fields["error"] = {"type": "model_error", "message": model_error}
     return fields
+
+
+def variant_weight(experiment: Experiment, variant: str) -> float | None:
+    """The variant's configured share of the experiment's users (0..1), which Kibana draws beside the
+    observed split; None for a name the definition does not list."""
+    total = sum(v.weight for v in experiment.variants)
+    for candidate in experiment.variants:
+        if candidate.name == variant:
+            return candidate.weight / total if total > 0 else None
+    return None
 
 
 def error_fields(request_id: str, method: str, path: str, status: int, body: Fields, known: Fields) -> Fields:

@@ -44,6 +44,19 @@ def template_fields(index_template: dict[str, Any]) -> dict[str, dict[str, Any]]
 
 
 @pytest.fixture(scope="session")
+def dlq_index_template() -> dict[str, Any]:
+    """The composable index template for abtest-dlq-* (events Elasticsearch refused)."""
+    return json.loads((ROOT / "logstash" / "dlq-index-template.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def fields_by_data_view(template_fields, dlq_index_template) -> dict[str, dict[str, dict[str, Any]]]:
+    """Kibana data view id -> the mapped fields of the indices it covers."""
+    return {"abtest-events": template_fields,
+            "abtest-dlq": leaf_fields(dlq_index_template["template"]["mappings"]["properties"])}
+
+
+@pytest.fixture(scope="session")
 def compose() -> dict[str, Any]:
     """docker-compose.yml, parsed (YAML merge keys resolved)."""
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))

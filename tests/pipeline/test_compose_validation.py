@@ -62,8 +62,8 @@ needs_compose_cli = pytest.mark.skipif(
 )
 
 
-def run_config(cli: ComposeCli, compose_file: Path, work: Path) -> subprocess.CompletedProcess[str]:
-    """`<compose> -f FILE config -q` in the file's directory, without the caller's overrides."""
+def run_config(cli: ComposeCli, compose_file: Path, work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`<compose> -f FILE config -q` (or `config ARGS`) in the file's directory, without the caller's overrides."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "ELASTIC_VERSION"))}
     if cli.plugin is not None:
         plugins = work / "docker-config" / "cli-plugins"
@@ -72,7 +72,7 @@ def run_config(cli: ComposeCli, compose_file: Path, work: Path) -> subprocess.Co
             (plugins / "docker-compose").symlink_to(cli.plugin)
         environment["DOCKER_CONFIG"] = str(plugins.parent)
     return subprocess.run(
-        [*cli.argv, "-f", str(compose_file), "config", "-q"],
+        [*cli.argv, "-f", str(compose_file), "config", *(args or ("-q",))],
         cwd=compose_file.parent, env=environment, capture_output=True, text=True, timeout=60, check=False,
     )
 
@@ -119,3 +119,20 @@ def test_docker_compose_rejects_a_broken_file(cli: ComposeCli, broken_compose: P
     result = run_config(cli, broken_compose, tmp_path)
     assert result.returncode != 0
     assert "restart_policy" in result.stderr
+
+
+@needs_compose_cli
+def test_compose_resolves_the_gateways_bind_mounts_and_settings_file(tmp_path: Path) -> None:
+    """As Compose will create the api container: the checkout read-only (api.env there, read by the
+    gateway, not copied into the environment) and ./models writable, both from this checkout."""
+    cli = next(iter(CLIS.values()))
+    result = run_config(cli, ROOT / "docker-compose.yml", tmp_path, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    api = json.loads(result.stdout)["services"]["api"]
+    binds = {mount["target"]: mount for mount in api["volumes"] if mount["type"] == "bind"}
+    checkout = binds[str(Path(api["environment"]["API_ENV_FILE"]).parent)]
+    assert (Path(checkout["source"]), checkout.get("read_only")) == (ROOT, True)
+    assert Path(checkout["source"], "api.env").is_file()
+    models = binds["/app/models"]
+    assert (Path(models["source"]), models.get("read_only", False)) == (ROOT / "models", False)
+    assert not {name for name in api["environment"] if name.startswith("MODEL_")}, "the models come from api.env"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -99,70 +100,101 @@ def _lens_objects(saved_objects):
     return [obj for obj in saved_objects if obj["type"] == "lens"]
 
 
-def _lens_fields(lens: dict[str, Any]) -> dict[str, str]:
-    """Field -> the kind of field a Lens object needs there ("any" when only aggregatable)."""
+def _layer_views(lens: dict[str, Any]) -> dict[str, str]:
+    """Layer id -> the data view id it reads (data layers and annotation layers alike)."""
+    prefixes = ("indexpattern-datasource-layer-", "xy-visualization-layer-")
+    return {ref["name"].removeprefix(prefix): ref["id"] for ref in lens["references"]
+            for prefix in prefixes if ref["name"].startswith(prefix)}
+
+
+def _lens_fields(lens: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(data view id, field, the kind of field Lens needs there: "any" when only aggregatable) for every
+    field a Lens object uses: columns, their filters, split fields, the query, the markers."""
     state = lens["attributes"]["state"]
-    fields: dict[str, str] = {}
-    for layer in state["datasourceStates"]["formBased"]["layers"].values():
+    views = _layer_views(lens)
+    fields: list[tuple[str, str, str]] = []
+    for layer_id, layer in state["datasourceStates"]["formBased"]["layers"].items():
+        view = views[layer_id]
+        fields += [(view, field, "query") for field in KQL_FIELD.findall(state["query"]["query"])]
         for column in layer["columns"].values():
-            if column.get("sourceField", "___records___") == "___records___":
+            field = column.get("sourceField", "___records___")
+            if field == "___records___":
                 pass
             elif column["isBucketed"]:
-                fields[column["sourceField"]] = column["dataType"]
-            elif column["operationType"] in NUMERIC_METRICS:
-                fields[column["sourceField"]] = "number"
+                fields += [(view, f, column["dataType"]) for f in [field, *column["params"].get("secondaryFields", [])]]
             else:
-                fields[column["sourceField"]] = "any"
+                fields.append((view, field, "number" if column["operationType"] in NUMERIC_METRICS else "any"))
             if column.get("filter"):
-                fields.update(dict.fromkeys(KQL_FIELD.findall(column["filter"]["query"]), "query"))
-    fields.update(dict.fromkeys(KQL_FIELD.findall(state["query"]["query"]), "query"))
+                fields += [(view, f, "query") for f in KQL_FIELD.findall(column["filter"]["query"])]
     for layer in state["visualization"].get("layers", []):
         for annotation in layer.get("annotations", []):  # change markers: their query and the fields they show
-            fields.update(dict.fromkeys(KQL_FIELD.findall(annotation["filter"]["query"]), "query"))
-            fields.update(dict.fromkeys([annotation["timeField"], annotation["textField"],
-                                         *annotation.get("extraFields", [])], "any"))
+            view = views[layer["layerId"]]
+            fields += [(view, f, "query") for f in KQL_FIELD.findall(annotation["filter"]["query"])]
+            fields += [(view, f, "any") for f in [annotation["timeField"], annotation["textField"],
+                                                  *annotation.get("extraFields", [])]]
     return fields
 
 
-def test_every_field_kibana_uses_is_mapped_and_aggregatable(saved_objects, template_fields) -> None:
+def test_every_field_kibana_uses_is_mapped_and_aggregatable(saved_objects, fields_by_data_view) -> None:
     lenses = _lens_objects(saved_objects)
     assert lenses
     for lens in lenses:
-        for field, data_type in _lens_fields(lens).items():
+        for view, field, data_type in _lens_fields(lens):
             title = lens["attributes"]["title"]
-            assert field in template_fields, f"{title}: {field} is not in the index template"
-            mapped = template_fields[field]["type"]
+            mapped_fields = fields_by_data_view[view]
+            assert field in mapped_fields, f"{title}: {field} is not in the index template of {view}"
+            mapped = mapped_fields[field]["type"]
             assert mapped in AGGREGATABLE, f"{title}: {field} is {mapped}"
             if data_type not in ("query", "any"):
                 assert mapped in LENS_TO_MAPPING[data_type], f"{title}: {field} is {mapped}, Lens says {data_type}"
 
 
-def test_every_field_a_saved_search_or_the_control_uses_is_mapped(saved_objects, template_fields) -> None:
+def test_the_new_fields_panels_use_are_in_the_schema_and_the_gateway_sends_the_weight(saved_objects, event_schema,
+                                                                                      examples) -> None:
+    """Weights beside the exposures and conversions per metric come from fields of the events themselves."""
+    used = {field for lens in _lens_objects(saved_objects) for _, field, _ in _lens_fields(lens)}
+    assert {"experiment.variant_weight", "feedback.metric"} <= used
+    schema_fields = leaf_fields(event_schema["properties"])
+    assert schema_fields["feedback.metric"]["type"] == "string"
+    assert (schema_fields["experiment.variant_weight"]["minimum"], schema_fields["experiment.variant_weight"]["maximum"]) == (0, 1)
+    assert 0 < examples["predict"]["experiment"]["variant_weight"] <= 1
+
+
+def test_every_field_a_saved_search_or_the_control_uses_is_mapped(saved_objects, fields_by_data_view,
+                                                                  template_fields) -> None:
     for search in (obj for obj in saved_objects if obj["type"] == "search"):
         source = json.loads(search["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
+        (reference,) = search["references"]
         used = set(search["attributes"]["columns"]) | set(KQL_FIELD.findall(source["query"]["query"]))
-        assert used - set(template_fields) == set(), search["id"]
+        assert used - set(fields_by_data_view[reference["id"]]) == set(), search["id"]
     (dashboard,) = [obj for obj in saved_objects if obj["type"] == "dashboard"]
     for control in json.loads(dashboard["attributes"]["controlGroupInput"]["panelsJSON"]).values():
         field = control["explicitInput"]["fieldName"]
         assert template_fields[field]["type"] == "keyword", f"an options list needs a keyword field: {field}"
 
 
-def test_data_view_time_field_is_a_date(saved_objects, template_fields) -> None:
-    (data_view,) = [obj for obj in saved_objects if obj["type"] == "index-pattern"]
-    assert template_fields[data_view["attributes"]["timeFieldName"]]["type"] == "date"
+def test_data_view_time_field_is_a_date(saved_objects, fields_by_data_view) -> None:
+    views = [obj for obj in saved_objects if obj["type"] == "index-pattern"]
+    assert {view["id"] for view in views} == set(fields_by_data_view)
+    for view in views:
+        assert fields_by_data_view[view["id"]][view["attributes"]["timeFieldName"]]["type"] == "date"
 
 
-def test_index_name_template_data_view_and_cli_agree(saved_objects, index_template) -> None:
-    pipeline = logstash_config.parse((ROOT / "logstash" / "pipeline" / "abtest.conf").read_text())
-    (output,) = pipeline["output"]
-    index = output.settings["index"]
-    assert index == "abtest-events-%{+YYYY.MM.dd}"
-    daily_index = index.replace("%{+YYYY.MM.dd}", "2026.11.23")
-    assert any(fnmatch.fnmatchcase(daily_index, p) for p in index_template["index_patterns"])
-    (data_view,) = [obj for obj in saved_objects if obj["type"] == "index-pattern"]
-    assert [data_view["attributes"]["title"]] == index_template["index_patterns"]
-    assert elastic.INDEX_PATTERN == data_view["attributes"]["title"]
+def _daily_index(pipeline_file: str) -> str:
+    """The index a pipeline's one output writes today."""
+    (output,) = logstash_config.parse((ROOT / "logstash" / "pipeline" / pipeline_file).read_text())["output"]
+    return output.settings["index"].replace("%{+YYYY.MM.dd}", "2026.11.23")
+
+
+@pytest.mark.parametrize(("pipeline_file", "view_id", "template_name"), [
+    ("abtest.conf", "abtest-events", elastic.TEMPLATE_NAME), ("abtest-dlq.conf", "abtest-dlq", elastic.DLQ_TEMPLATE_NAME)])
+def test_index_names_templates_data_views_and_cli_agree(saved_objects, pipeline_file, view_id, template_name) -> None:
+    patterns = elastic.load_template(template_name)["index_patterns"]
+    assert any(fnmatch.fnmatchcase(_daily_index(pipeline_file), p) for p in patterns)
+    (data_view,) = [obj for obj in saved_objects if obj["type"] == "index-pattern" and obj["id"] == view_id]
+    assert [data_view["attributes"]["title"]] == patterns
+    assert {elastic.TEMPLATE_NAME: elastic.INDEX_PATTERN, elastic.DLQ_TEMPLATE_NAME: elastic.DLQ_INDEX_PATTERN}[
+        template_name] == data_view["attributes"]["title"]
 
 
 # --- docker-compose.yml against api.env -------------------------------------------
@@ -246,13 +278,36 @@ def test_gunicorn_keeps_connections_open_longer_than_nginx_reuses_them() -> None
     assert nginx_idle < gunicorn_idle
 
 
+def _bind_mounts(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Container path -> (host path, mode) of every bind mount ("./models:/app/models" and the like)."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target, *mode = volume.split(":")
+        if source.startswith("."):
+            mounts[target] = (source, mode[0] if mode else "rw")
+    return mounts
+
+
+def test_the_gateway_reads_the_checkouts_api_env_and_models_where_an_edit_reaches_it(compose) -> None:
+    """Edit api.env, `docker compose kill -s HUP api`: new workers read the file the host edited, and the
+    models it names. A file mount would keep the old inode after `sed -i`; env_file would win over the file."""
+    api = compose["services"]["api"]
+    assert "env_file" not in api, "variables Compose sets at creation would win over the edited api.env"
+    mounts = _bind_mounts(api)
+    settings_file = PurePosixPath(_environment(api)["API_ENV_FILE"])
+    assert mounts[str(settings_file.parent)] == (".", "ro"), "the checkout's directory, read-only"
+    assert settings_file.name == "api.env"
+    assert mounts["/app/models"] == ("./models", "rw"), "MODEL_DIR of api.env, relative to /app"
+    assert "MODEL_DIR=models" in (ROOT / "api.env").read_text(encoding="utf-8").splitlines()
+
+
 def test_gateway_services_read_api_env_and_point_at_services(compose, api_env) -> None:
     services = compose["services"]
+    assert services["es-setup"]["env_file"] in ("api.env", ["api.env"])
     for name in ("api", "es-setup"):
         service = services[name]
-        assert service["env_file"] in ("api.env", ["api.env"])
         environment = _environment(service)
-        assert set(environment) <= set(api_env) | {"ELASTICSEARCH_URL"}, "an override api.env does not have"
+        assert set(environment) <= set(api_env) | {"ELASTICSEARCH_URL", "API_ENV_FILE"}, "an override api.env does not have"
         assert environment["GUNICORN_BIND"].startswith("0.0.0.0:"), "gunicorn must accept nginx's container"
         assert environment["MYSQL_HOST"] in services
         assert environment["LOGSTASH_HOST"] in services
@@ -348,3 +403,20 @@ def test_schema_constants_match_the_gateway(event_schema) -> None:
     assert properties["service"]["properties"]["name"]["const"] == events.SERVICE_NAME
     sources = properties["experiment"]["properties"]["assignment_source"]["enum"]
     assert sorted(sources) == sorted(source.value for source in AssignmentSource)
+
+
+def _heap_mb(java_opts: str) -> int:
+    """-Xmx of a JVM option string, in MB."""
+    size, unit = re.search(r"-Xmx(\d+)([mg])", java_opts).groups()
+    return int(size) * (1024 if unit == "g" else 1)
+
+
+def test_the_readmes_memory_figure_starts_from_the_configured_heaps(compose) -> None:
+    """The README's memory estimate names each JVM heap as docker-compose.yml sets it."""
+    memory = re.search(r"\*\*Memory\.\*\*(.*?)\n\n", (ROOT / "README.md").read_text(encoding="utf-8"), re.DOTALL).group(1)
+    stated = {name: int(size) * (1024 if unit == "GB" else 1)
+              for name, size, unit in re.findall(r"(Elasticsearch|Logstash) (\d+) (GB|MB) heap", memory)}
+    services = compose["services"]
+    assert stated == {"Elasticsearch": _heap_mb(services["elasticsearch"]["environment"]["ES_JAVA_OPTS"]),
+                      "Logstash": _heap_mb(services["logstash"]["environment"]["LS_JAVA_OPTS"])}
+    assert re.search(r"needs about \d+ GB", memory)

@@ -24,8 +24,9 @@ def start_script() -> str:
     return match.group(1) + "\n"
 
 
-def test_image_is_python_311_slim_with_the_pinned_requirements() -> None:
-    assert re.search(r"^FROM python:3\.11-slim\b", DOCKERFILE, re.MULTILINE)
+def test_image_is_a_pinned_python_311_slim_with_the_pinned_requirements() -> None:
+    (base,) = re.findall(r"^FROM (\S+)", DOCKERFILE, re.MULTILINE)
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+", base), f"{base}: a patch release and a Debian release"
     assert "pip install -r requirements.txt" in DOCKERFILE
     assert re.search(r'^CMD \["start-gateway"\]$', DOCKERFILE, re.MULTILINE)
 
@@ -43,10 +44,13 @@ def sandbox(tmp_path: Path) -> Path:
     (tmp_path / "models").mkdir()
     stub = '#!/bin/sh\necho "$(basename "$0") $*" >> "$CALLS"\n'
     python = stub + (
-        'if [ "$1 $2" = "-m ml_api.cli" ]; then\n'
+        'if [ "$1 $2 $3" = "-m ml_api.cli init-db" ]; then\n'
         '  n=$(grep -c "ml_api.cli init-db" "$CALLS")\n'
         '  [ "$n" -gt "${INIT_FAILURES:-0}" ] || exit 1\n'
         "fi\n"
+        # The settings as the gateway reads them from API_ENV_FILE (here: a file of the sandbox).
+        'if [ "$1 $2 $3" = "-m ml_api.cli shell-env" ]; then cat "$API_ENV_FILE"; fi\n'
+        'if [ "$1" = scripts/train_models.py ]; then [ -z "${TRAIN_FAILS:-}" ] || exit 1; fi\n'
     )
     for name, body in {"python": python, "gunicorn": stub, "sleep": stub}.items():
         path = tmp_path / "bin" / name
@@ -56,18 +60,23 @@ def sandbox(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run_start(sandbox: Path, **env: str) -> tuple[int, list[str]]:
-    """Run start-gateway in the sandbox; its exit status and the stub calls in order."""
+def run_start(sandbox: Path, **env: str) -> tuple[int, list[str], str]:
+    """Run start-gateway in the sandbox; its exit status, the stub calls in order and what it printed to stderr.
+
+    The models come from the settings file (API_ENV_FILE), not the environment: in compose the
+    api container has no env_file, and reads the mounted api.env."""
     calls = sandbox / "calls"
+    (sandbox / "api.env").write_text("MODEL_DIR=models\nMODEL_TIMEOUT_MS=500\nMODEL_LOGREG=iris-logreg-v1.joblib\n"
+                                     "MODEL_OWN='my model.joblib'\n")
+    (sandbox / "models" / "my model.joblib").write_bytes(b"model")
     environment = {
         "PATH": f"{sandbox / 'bin'}:{os.environ['PATH']}",
         "CALLS": str(calls),
-        "MODEL_DIR": "models",
-        "MODEL_LOGREG": "iris-logreg-v1.joblib",
+        "API_ENV_FILE": str(sandbox / "api.env"),
         **env,
     }
     result = subprocess.run([SH, "start-gateway"], cwd=sandbox, env=environment, capture_output=True, timeout=10)
-    return result.returncode, calls.read_text().splitlines() if calls.exists() else []
+    return result.returncode, calls.read_text().splitlines() if calls.exists() else [], result.stderr.decode()
 
 
 @needs_sh
@@ -77,13 +86,14 @@ def test_script_parses() -> None:
 
 @needs_sh
 def test_waits_for_mysql_trains_missing_models_then_serves(sandbox: Path) -> None:
-    status, calls = run_start(sandbox, INIT_FAILURES="2")
+    status, calls, _ = run_start(sandbox, INIT_FAILURES="2")
     assert status == 0
     assert calls == [
         "python -m ml_api.cli init-db", "sleep 2",
         "python -m ml_api.cli init-db", "sleep 2",
         "python -m ml_api.cli init-db",
-        "python scripts/train_models.py",
+        "python -m ml_api.cli shell-env",
+        "python scripts/train_models.py --if-missing --out-dir models",
         "python -m scripts.local_secrets",
         "gunicorn -c ml_api/gunicorn.conf.py ml_api:create_app()",
     ]
@@ -92,14 +102,22 @@ def test_waits_for_mysql_trains_missing_models_then_serves(sandbox: Path) -> Non
 @needs_sh
 def test_models_on_disk_are_not_retrained(sandbox: Path) -> None:
     (sandbox / "models" / "iris-logreg-v1.joblib").write_bytes(b"model")
-    status, calls = run_start(sandbox)
+    status, calls, _ = run_start(sandbox)
     assert status == 0
-    assert "python scripts/train_models.py" not in calls
+    assert not any(call.startswith("python scripts/train_models.py") for call in calls)
+
+
+@needs_sh
+def test_a_model_that_cannot_be_trained_stops_the_start_with_the_reason(sandbox: Path) -> None:
+    status, calls, stderr = run_start(sandbox, TRAIN_FAILS="1")
+    assert status == 1
+    assert not any(call.startswith("gunicorn") for call in calls)
+    assert "could not train the missing models into models" in stderr
 
 
 @needs_sh
 def test_gives_up_when_mysql_never_comes(sandbox: Path) -> None:
-    status, calls = run_start(sandbox, INIT_FAILURES="99", DB_INIT_ATTEMPTS="3")
+    status, calls, _ = run_start(sandbox, INIT_FAILURES="99", DB_INIT_ATTEMPTS="3")
     assert status == 1
     assert calls.count("python -m ml_api.cli init-db") == 3
     assert not any(call.startswith("gunicorn") for call in calls)

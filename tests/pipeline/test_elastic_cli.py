@@ -87,22 +87,26 @@ def test_retention_must_be_positive() -> None:
         elastic.settings_from_env({"EVENT_RETENTION_DAYS": "0"})
 
 
-def test_setup_puts_policy_then_template_and_repeats_identically() -> None:
+def test_setup_puts_policy_then_templates_and_repeats_identically() -> None:
     es = FakeElasticsearch()
     elastic.setup(es, retention_days=7)
     first = list(es.calls)
     elastic.setup(es, retention_days=7)
     assert es.calls == first + first
     names = [name for name, _ in first]
-    assert names == ["cluster.health", "ilm.put_lifecycle", "indices.put_index_template"]
+    assert names == ["cluster.health", "ilm.put_lifecycle", "indices.put_index_template", "indices.put_index_template"]
     policy = first[1][1]
     assert policy["name"] == elastic.POLICY_NAME
     assert policy["policy"]["phases"]["delete"]["min_age"] == "7d"
-    template = first[2][1]
-    assert template["name"] == elastic.TEMPLATE_NAME
-    assert template["index_patterns"] == [elastic.INDEX_PATTERN]
-    assert template["template"]["settings"]["index"]["lifecycle"]["name"] == elastic.POLICY_NAME
-    assert template["template"]["mappings"]["properties"]["experiment"]["properties"]["variant"] == {"type": "keyword"}
+    events, dead_letters = first[2][1], first[3][1]
+    assert (events["name"], events["index_patterns"]) == (elastic.TEMPLATE_NAME, [elastic.INDEX_PATTERN])
+    assert (dead_letters["name"], dead_letters["index_patterns"]) == (elastic.DLQ_TEMPLATE_NAME,
+                                                                      [elastic.DLQ_INDEX_PATTERN])
+    for template in (events, dead_letters):
+        assert template["template"]["settings"]["index"]["lifecycle"]["name"] == elastic.POLICY_NAME
+    assert events["template"]["mappings"]["properties"]["experiment"]["properties"]["variant"] == {"type": "keyword"}
+    assert dead_letters["template"]["mappings"]["properties"]["dlq"]["properties"]["error"]["properties"]["type"] == {
+        "type": "keyword"}
 
 
 def test_elasticsearch_exposures_page_through_every_user() -> None:
@@ -218,9 +222,10 @@ def test_setup_sends_the_policy_and_template_bodies_elasticsearch_expects() -> N
     finally:
         server.shutdown()
         server.server_close()
-    (health, policy, template) = FakeElasticsearchHttp.received
+    (health, policy, *templates) = FakeElasticsearchHttp.received
     assert health[0] == "GET" and health[1].startswith("/_cluster/health?") and "wait_for_status=yellow" in health[1]
     assert policy[:2] == ("PUT", f"/_ilm/policy/{elastic.POLICY_NAME}")
     assert policy[2] == {"policy": elastic.load_policy(30)}
-    assert template[:2] == ("PUT", f"/_index_template/{elastic.TEMPLATE_NAME}")
-    assert template[2] == elastic.load_template()
+    assert [(method, path) for method, path, _ in templates] == [
+        ("PUT", f"/_index_template/{elastic.TEMPLATE_NAME}"), ("PUT", f"/_index_template/{elastic.DLQ_TEMPLATE_NAME}")]
+    assert [body for _, _, body in templates] == [elastic.load_template(), elastic.load_template(elastic.DLQ_TEMPLATE_NAME)]

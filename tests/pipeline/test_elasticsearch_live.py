@@ -65,3 +65,25 @@ def test_setup_twice_then_a_sample_event_gets_the_template_mapping(es, index, ex
 
     labels = es.search(index=index, size=0, aggs={"labels": {"terms": {"field": "prediction.label"}}})
     assert {b["key"] for b in labels["aggregations"]["labels"]["buckets"]} == {"setosa", "3.25"}
+
+
+def test_a_refused_event_is_kept_in_the_dlq_indices_whatever_its_fields_hold(es, examples) -> None:
+    """The dead-letter pipeline's documents: the refused event's own fields are not indexed, so they
+    cannot be refused again, while dlq.* is searchable."""
+    elastic.setup(es, retention_days=30)
+    name = f"abtest-dlq-pytest-{uuid.uuid4().hex}"
+    refused = copy.deepcopy(examples["predict"])
+    refused["latency"]["total_ms"] = "slow"
+    refused["experiment"]["name"] = {"not": "a keyword"}
+    refused["dlq"] = {"reason": "Could not index event to Elasticsearch. status: 400", "entry_time": refused["@timestamp"],
+                      "plugin_id": "abtest_elasticsearch", "plugin_type": "elasticsearch",
+                      "error": {"type": "document_parsing_exception", "reason": "failed to parse field"},
+                      "event": {"action": "predict"}, "experiment": {"name": "{\"not\":\"a keyword\"}"}}
+    try:
+        es.index(index=name, document=refused, refresh=True)
+        mapping = es.indices.get_mapping(index=name)[name]["mappings"]
+        assert set(mapping["properties"]) == {"@timestamp", "dlq"}
+        found = es.search(index=name, query={"term": {"dlq.error.type": "document_parsing_exception"}})
+        assert found["hits"]["total"]["value"] == 1
+    finally:
+        es.indices.delete(index=name, ignore_unavailable=True)

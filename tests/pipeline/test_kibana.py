@@ -17,13 +17,14 @@ from .project import ROOT
 NDJSON = ROOT / "kibana" / "saved-objects.ndjson"
 PANELS = {
     "Requests per variant over time",
-    "Exposed users per variant over time",
+    "Exposed users per variant over time, with the configured weights",
     "Error rate per variant over time",
     "Fallback rate per variant over time",
     "Latency p50, p95 and p99 per variant over time",
-    "Conversions per variant over time",
+    "Conversions per metric and variant over time",
     "Shadow agreement over time",
     "Traffic allocation steps and pauses",
+    "Events Elasticsearch refused (dead letter queue)",
     "Distribution of predictions per variant",
     "Errors and fallbacks",
     "Experiment changes",
@@ -60,10 +61,54 @@ def test_objects_carry_the_export_metadata_kibana_migrates_from(saved_objects) -
         assert {"attributes", "id", "type", "references", "coreMigrationVersion", "typeMigrationVersion"} <= set(obj)
 
 
-def test_data_view_has_a_fixed_id_and_the_time_field(saved_objects) -> None:
-    (data_view,) = [obj for obj in saved_objects if obj["type"] == "index-pattern"]
-    assert data_view["id"] == "abtest-events"
-    assert data_view["attributes"]["timeFieldName"] == "@timestamp"
+def test_data_views_have_fixed_ids_and_the_time_field(saved_objects) -> None:
+    views = {obj["id"]: obj["attributes"] for obj in saved_objects if obj["type"] == "index-pattern"}
+    assert {view_id: view["title"] for view_id, view in views.items()} == {"abtest-events": "abtest-events-*",
+                                                                          "abtest-dlq": "abtest-dlq-*"}
+    assert {view["timeFieldName"] for view in views.values()} == {"@timestamp"}
+
+
+# Kibana 8.8 and later export coreMigrationVersion and typeMigrationVersion (not the older migrationVersion
+# map) and migrate an object up from the version it names; 9.x imports the same. These are the versions of
+# each type's last migration before 8.9 (a lens, dashboard or search exported by Kibana 8.9-8.19 carries them).
+TYPE_MIGRATION_VERSIONS = {"index-pattern": "8.0.0", "lens": "8.9.0", "search": "10.5.0", "dashboard": "10.2.0"}
+
+
+def test_migration_versions_are_those_kibana_8_and_9_migrate_from(saved_objects) -> None:
+    for obj in saved_objects:
+        assert "migrationVersion" not in obj, "the pre-8.8 field; Kibana would read it instead"
+        major, minor, _ = map(int, obj["coreMigrationVersion"].split("."))
+        assert (major, minor) >= (8, 8), obj["id"]
+        assert obj["typeMigrationVersion"] == TYPE_MIGRATION_VERSIONS[obj["type"]], obj["id"]
+        assert obj["managed"] is False
+
+
+LENS_COLUMN_KEYS = {"label", "dataType", "isBucketed", "operationType", "scale"}
+FIELD_OPERATIONS = {"date_histogram", "terms", "count", "unique_count", "average", "max", "percentile"}
+XY_DATA_LAYER_KEYS = {"layerId", "layerType", "seriesType", "accessors", "xAccessor"}
+
+
+def test_lens_state_is_complete(saved_objects) -> None:
+    """What Lens reads when it opens a saved visualization: no part it would have to invent."""
+    for lens in (obj for obj in saved_objects if obj["type"] == "lens"):
+        attributes = lens["attributes"]
+        assert attributes["visualizationType"] == "lnsXY" and attributes["title"], lens["id"]
+        state = attributes["state"]
+        assert {"datasourceStates", "visualization", "query", "filters"} <= set(state)
+        layers = state["datasourceStates"]["formBased"]["layers"]
+        for layer in layers.values():
+            assert {"columnOrder", "columns", "incompleteColumns"} <= set(layer) and not layer["incompleteColumns"]
+            for column in layer["columns"].values():
+                assert LENS_COLUMN_KEYS <= set(column), column
+                if column["operationType"] in FIELD_OPERATIONS:
+                    assert column["sourceField"] and "params" in column, column
+        visualization = state["visualization"]
+        assert {"preferredSeriesType", "legend", "layers"} <= set(visualization)
+        data_layers = [layer for layer in visualization["layers"] if layer["layerType"] == "data"]
+        assert {layer["layerId"] for layer in data_layers} == set(layers), "every data layer is drawn, once"
+        for layer in data_layers:
+            assert XY_DATA_LAYER_KEYS <= set(layer), lens["id"]
+            assert {y["forAccessor"] for y in layer.get("yConfig", [])} <= set(layer["accessors"])
 
 
 def test_every_reference_resolves_within_the_file(saved_objects) -> None:
@@ -115,6 +160,55 @@ def test_every_time_chart_marks_every_change_and_breach(saved_objects) -> None:
         assert change["textField"] == "change.action" and {"change.actor", "change.summary"} <= set(change["extraFields"])
         assert 'event.action : "guardrail_breach"' in by_query
         assert layer["ignoreGlobalFilters"] is False, "the experiment control filters the markers too"
+
+
+def _lens(saved_objects, lens_id: str) -> dict[str, Any]:
+    (lens,) = [obj for obj in saved_objects if obj["type"] == "lens" and obj["id"] == lens_id]
+    return lens
+
+
+def test_exposures_have_the_configured_weights_beside_them(saved_objects) -> None:
+    """Each variant's share of exposed users, and its configured share on the same 0-100 % scale."""
+    lens = _lens(saved_objects, "abtest-exposures")
+    state = lens["attributes"]["state"]
+    layers = state["datasourceStates"]["formBased"]["layers"]
+    (users_layer, weights_layer) = [v for v in state["visualization"]["layers"] if v["layerType"] == "data"]
+    assert users_layer["seriesType"] == "bar_percentage_stacked"
+    users = layers[users_layer["layerId"]]["columns"]
+    (users_metric,) = users_layer["accessors"]
+    assert (users[users_metric]["operationType"], users[users_metric]["sourceField"]) == ("unique_count", "user.hash")
+    weights = layers[weights_layer["layerId"]]["columns"]
+    (weight,) = weights_layer["accessors"]
+    assert weights[weight]["sourceField"] == "experiment.variant_weight"
+    assert weights[weight]["params"]["format"]["id"] == "percent"
+    assert weights_layer["yConfig"] == [{"forAccessor": weight, "axisMode": "right"}]
+    for axis in ("yLeftExtent", "yRightExtent"):
+        assert state["visualization"][axis] == {"mode": "custom", "lowerBound": 0, "upperBound": 1}
+    split = {layer["splitAccessor"]: layers[layer["layerId"]]["columns"][layer["splitAccessor"]]["sourceField"]
+             for layer in (users_layer, weights_layer)}
+    assert set(split.values()) == {"experiment.variant"}
+    assert 'experiment.in_experiment : true' in state["query"]["query"]
+
+
+def test_conversions_are_split_per_metric_and_variant(saved_objects) -> None:
+    state = _lens(saved_objects, "abtest-outcome-rate")["attributes"]["state"]
+    (layer,) = [v for v in state["visualization"]["layers"] if v["layerType"] == "data"]
+    split = state["datasourceStates"]["formBased"]["layers"][layer["layerId"]]["columns"][layer["splitAccessor"]]
+    assert (split["sourceField"], split["params"]["secondaryFields"]) == ("feedback.metric", ["experiment.variant"])
+    assert split["params"]["parentFormat"] == {"id": "multi_terms"}
+    assert state["query"]["query"] == 'event.action : "feedback"'
+
+
+def test_the_dead_letter_panel_counts_refused_events_of_every_experiment(saved_objects) -> None:
+    lens = _lens(saved_objects, "abtest-dead-letters")
+    (data_layer_reference,) = [ref for ref in lens["references"]
+                               if ref["name"].startswith("indexpattern-datasource-layer-")]
+    assert data_layer_reference["id"] == "abtest-dlq"
+    (layer,) = lens["attributes"]["state"]["datasourceStates"]["formBased"]["layers"].values()
+    assert layer["ignoreGlobalFilters"] is True, "the experiment control's field is not indexed for refused events"
+    assert {c["operationType"] for c in layer["columns"].values()} == {"date_histogram", "terms", "count"}
+    (search,) = [obj for obj in saved_objects if obj["type"] == "search" and obj["id"] == "abtest-refused-events"]
+    assert search["references"][0]["id"] == "abtest-dlq" and "dlq.reason" in search["attributes"]["columns"]
 
 
 def test_the_dashboard_control_picks_one_experiment(saved_objects) -> None:
