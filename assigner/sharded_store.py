@@ -34,7 +34,7 @@ craft a pair on purpose (about 2**31 hashes), which only affects the pair itself
 
 Each operation is one script on one key: one round trip, atomic, and in one slot of a
 Redis Cluster (``EVALSHA``). A batch is one pipeline of such scripts (one round trip; on a
-cluster, one per node), sent by digest; a server that lacks a script (restarted, flushed)
+cluster, one per master holding its keys), sent by digest; a server that lacks a script (restarted, flushed)
 answers NOSCRIPT for it, and only those are sent again after ``SCRIPT LOAD``.
 """
 
@@ -180,12 +180,27 @@ return stored and name_of(KEYS[1], stored)
         return replies
 
     def _pipeline(self, digest: str, calls: list[tuple[str, bytes, str]]) -> list[object]:
-        if not calls:
-            return []
-        pipe = self._client.pipeline(transaction=False)
-        for key, field, value in calls:
-            pipe.evalsha(digest, 1, key, field, value)
-        return pipe.execute(raise_on_error=False)
+        """One pipeline per Redis server holding the keys (a cluster's pipeline refuses EVALSHA)."""
+        replies: list[object] = [None] * len(calls)
+        for client, indices in self._by_server(calls):
+            pipe = client.pipeline(transaction=False)
+            for index in indices:
+                key, field, value = calls[index]
+                pipe.evalsha(digest, 1, key, field, value)
+            for index, reply in zip(indices, pipe.execute(raise_on_error=False)):
+                replies[index] = reply
+        return replies
+
+    def _by_server(self, calls: list[tuple[str, bytes, str]]) -> list[tuple[redis.Redis, list[int]]]:
+        """The calls' indices grouped by the client of the server that holds their key."""
+        node_of = getattr(self._client, "get_node_from_key", None)  # only a cluster client has it
+        if node_of is None:
+            return [(self._client, list(range(len(calls))))] if calls else []
+        servers: dict[str, tuple[redis.Redis, list[int]]] = {}
+        for index, (key, _, _) in enumerate(calls):
+            node = node_of(key)
+            servers.setdefault(node.name, (node.redis_connection, []))[1].append(index)
+        return list(servers.values())
 
     def _run(self, script: Script, experiment_id: int, user_id: str, *args: str) -> object:
         key, field = self.locate(experiment_id, user_id)
