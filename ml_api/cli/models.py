@@ -8,6 +8,7 @@ import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,10 @@ def add_commands(sub: Any) -> None:
 def run(args: argparse.Namespace, config: Config) -> object:
     match args.models_command:
         case "list":
-            return describe_registry(ModelRegistry(config.model_dir, config.model_files))
+            return describe_registry(ModelRegistry(config.model_dir, config.model_files,
+                                                   trusted_types=config.skops_trusted_types))
         case "inspect":
-            return inspect(args.file)
+            return inspect(args.file, config.skops_trusted_types)
         case "validate" if args.file is None:
             return [validate(config.model_dir / file, name, None) for name, file in sorted(config.model_files.items())]
         case "validate":
@@ -47,9 +49,9 @@ def run(args: argparse.Namespace, config: Config) -> object:
     raise AssertionError(args.models_command)
 
 
-def inspect(path: Path) -> dict[str, Any]:
+def inspect(path: Path, trusted_types: Sequence[str]) -> dict[str, Any]:
     """Load ``path`` in this process, describe it and predict a sample row (the child of ``validate``)."""
-    model = load_model(path.stem, path.parent, path.name)
+    model = load_model(path.stem, path.parent, path.name, trusted_types)
     sample = sample_features(model)
     model.inputs.check(model.name, sample)
     prediction = model.predict(sample)
