@@ -12,7 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import mysql.connector
+
+from assigner import Experiment
 from ml_api.config import Config
+from ml_api.errors import DatabaseUnavailable
+from ml_api.experiments.repository import load_experiments
+from ml_api.infra.database import Database
 from ml_api.serving.model_info import describe_model, describe_registry, sample_features
 from ml_api.serving.models import ModelError, ModelRegistry, load_model
 
@@ -29,7 +35,8 @@ def add_commands(sub: Any) -> None:
     commands.add_parser("list", help="every configured model: file, version, sha256, features, load time")
     validate = commands.add_parser("validate", help="load a file in a separate process and predict a sample row")
     validate.add_argument("file", nargs="?", type=Path, help="a model file (default: every file api.env names)")
-    validate.add_argument("--name", help="the model name it would serve: its inputs must match the current file's")
+    validate.add_argument("--name", help="the model name it would serve: it must take what the experiments using "
+                                         "that name send (default: the file's stem)")
     inspect = commands.add_parser("inspect")  # the child process of validate
     inspect.add_argument("file", type=Path)
 
@@ -42,10 +49,11 @@ def run(args: argparse.Namespace, config: Config) -> object:
         case "inspect":
             return inspect(args.file, config.skops_trusted_types)
         case "validate" if args.file is None:
-            return [validate(config.model_dir / file, name, None) for name, file in sorted(config.model_files.items())]
+            return validate_configuration(config)
         case "validate":
-            current = config.model_files.get(args.name) if args.name else None
-            return validate(args.file, args.name or args.file.stem, config.model_dir / current if current else None)
+            name = args.name or args.file.stem
+            current = config.model_files.get(name)
+            return validate_file(args.file, name, config, config.model_dir / current if current else None)
     raise AssertionError(args.models_command)
 
 
@@ -71,15 +79,100 @@ def inspect_elsewhere(path: Path) -> dict[str, Any]:
     return json.loads(child.stdout)
 
 
-def validate(path: Path, name: str, current: Path | None) -> dict[str, Any]:
-    """The file's description; Refused when it fails to load or predict, or takes other inputs than ``current``."""
-    found = inspect_elsewhere(path)
-    if current is not None and current.resolve() != path.resolve():
-        serving = inspect_elsewhere(current)
-        if inputs_of(found) != inputs_of(serving):
-            raise Refused(f"{path.name} takes {describe_inputs(found)}, but the experiments using {name!r} send "
-                          f"what {current.name} takes: {describe_inputs(serving)}")
+class Inspections:
+    """``inspect_elsewhere`` once per file (each costs a process that imports scikit-learn)."""
+
+    def __init__(self) -> None:
+        self._found: dict[Path, dict[str, Any]] = {}
+
+    def __call__(self, path: Path) -> dict[str, Any]:
+        key = path.resolve()
+        if key not in self._found:
+            self._found[key] = inspect_elsewhere(path)
+        return self._found[key]
+
+
+def validate_file(path: Path, name: str, config: Config, serving: Path | None) -> dict[str, Any]:
+    """The file's description; Refused when it fails to load or predict, or does not fit the experiments using
+    ``name`` with the other files api.env names (or, for an experiment of this model alone, ``serving``)."""
+    inspected = Inspections()
+    found = inspected(path)
+    files = {**configured_files(config), name: path}
+    check_fit(name, files, using(read_experiments(config), name), inspected, serving)
     return found
+
+
+def validate_configuration(config: Config) -> list[dict[str, Any]]:
+    """Every file api.env names (the check of ``make reload``): each loads and predicts, and each fits the
+    experiments using its name, beside the other files api.env names and against the file it replaces."""
+    inspected = Inspections()
+    files = configured_files(config)
+    described = [inspected(files[name]) for name in sorted(files)]
+    serving, experiments = last_good_files(config), read_experiments(config)
+    for name in sorted(files):
+        check_fit(name, files, using(experiments, name), inspected, serving.get(name))
+    return described
+
+
+def check_fit(name: str, files: dict[str, Path], experiments: list[Experiment] | None,
+              inspected: Inspections, serving: Path | None) -> None:
+    """Refused unless ``files[name]`` takes what each experiment using ``name`` sends: what its other models take
+    (as ``files`` has them), or for an experiment of this model alone, what ``serving`` takes. Without the
+    experiments (MySQL away) the file must take what ``serving`` takes."""
+    path = files[name]
+    found = inspected(path)
+    alone = experiments is None or any(set(v.model for v in e.variants) == {name} for e in experiments)
+    if alone and serving is not None and serving.resolve() != path.resolve() and serving.is_file():
+        before = inspected(serving)
+        if inputs_of(found) != inputs_of(before):
+            raise Refused(f"{path.name} takes {describe_inputs(found)}, but the experiments using {name!r} send "
+                          f"what {serving.name} takes: {describe_inputs(before)}")
+    for experiment in experiments or []:
+        for partner in sorted({v.model for v in experiment.variants} - {name}):
+            if partner not in files:
+                continue  # not configured: that experiment's own problem, not this file's
+            try:
+                theirs = inspected(files[partner])
+            except Refused:
+                continue  # a broken partner is refused on its own
+            if inputs_of(found) != inputs_of(theirs):
+                raise Refused(f"{path.name} takes {describe_inputs(found)}, but experiment {experiment.name!r} "
+                              f"also answers with {partner!r} ({files[partner].name}), which takes "
+                              f"{describe_inputs(theirs)}: every model of an experiment must take the same request")
+
+
+def configured_files(config: Config) -> dict[str, Path]:
+    return {name: config.model_dir / file for name, file in config.model_files.items()}
+
+
+def read_experiments(config: Config) -> list[Experiment] | None:
+    """Every experiment in MySQL, any status; None (and a warning) when MySQL cannot be read."""
+    db = Database(config.mysql)
+    try:
+        with db.connection() as conn:
+            return list(load_experiments(conn).values())
+    except (DatabaseUnavailable, mysql.connector.Error) as exc:  # away, or refusing these credentials
+        print(f"warning: cannot read the experiments ({exc}); each file is checked against the file it replaces "
+              "only", file=sys.stderr)
+        return None
+    finally:
+        db.close()
+
+
+def using(experiments: list[Experiment] | None, name: str) -> list[Experiment] | None:
+    """The experiments with a variant served by ``name`` (None: not known)."""
+    if experiments is None:
+        return None
+    return [e for e in experiments if any(v.model == name for v in e.variants)]
+
+
+def last_good_files(config: Config) -> dict[str, Path]:
+    """The file each model name last loaded from in the running workers (MODEL_STATE_PATH), if known."""
+    try:
+        state = json.loads(config.model_state_path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {name: config.model_dir / file for name, file in dict(state).items()}
 
 
 def inputs_of(described: dict[str, Any]) -> tuple:
