@@ -38,7 +38,7 @@ def add_commands(sub: Any) -> None:
     validate.add_argument("--name", help="the model name it would serve: it must take what the experiments using "
                                          "that name send (default: the file's stem)")
     inspect = commands.add_parser("inspect")  # the child process of validate
-    inspect.add_argument("file", type=Path)
+    inspect.add_argument("file", type=Path, nargs="+")
 
 
 def run(args: argparse.Namespace, config: Config) -> object:
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace, config: Config) -> object:
             return describe_registry(ModelRegistry(config.model_dir, config.model_files,
                                                    trusted_types=config.skops_trusted_types))
         case "inspect":
-            return inspect(args.file, config.skops_trusted_types)
+            return inspect_all(args.file, config.skops_trusted_types)
         case "validate" if args.file is None:
             return validate_configuration(config)
         case "validate":
@@ -66,38 +66,66 @@ def inspect(path: Path, trusted_types: Sequence[str]) -> dict[str, Any]:
     return {**describe_model(model), "sample": {"features": sample, "prediction": prediction.label}}
 
 
-def inspect_elsewhere(path: Path) -> dict[str, Any]:
-    """``inspect`` in a child process; Refused with the child's reason when it fails."""
+def inspect_all(paths: Sequence[Path], trusted_types: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``inspect`` each file (the child of ``validate``): its description, or ``{"refused": reason}``."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        try:
+            found[str(path)] = inspect(path, trusted_types)
+        except Exception as exc:  # whatever a model file's code raises: the file is refused, the others go on
+            found[str(path)] = {"refused": str(exc)}
+    return found
+
+
+def inspect_elsewhere(paths: Sequence[Path]) -> dict[Path, dict[str, Any] | Refused]:
+    """``inspect_all`` in one child process (one import of scikit-learn for them all); a file that takes the
+    child down (a crash, a hang) is found by inspecting each file in a child of its own."""
+    resolved = [path.resolve() for path in paths]
     try:
-        child = subprocess.run([sys.executable, "-m", "ml_api.cli", "models", "inspect", str(path.resolve())],
-                               capture_output=True, text=True, timeout=INSPECT_TIMEOUT_SECONDS)
+        child = subprocess.run([sys.executable, "-m", "ml_api.cli", "models", "inspect", *map(str, resolved)],
+                               capture_output=True, text=True, timeout=INSPECT_TIMEOUT_SECONDS * len(paths))
     except subprocess.TimeoutExpired:
-        raise Refused(f"{path.name}: loading and predicting took longer than {INSPECT_TIMEOUT_SECONDS} s") from None
-    if child.returncode != 0:
+        child = None
+    if child is None or child.returncode != 0:
+        if len(paths) > 1:
+            return {path: result for one in paths for path, result in inspect_elsewhere([one]).items()}
+        if child is None:
+            return {paths[0]: Refused(f"{paths[0].name}: loading and predicting took longer than "
+                                      f"{INSPECT_TIMEOUT_SECONDS} s")}
         reason = (child.stderr.strip() or child.stdout.strip()).splitlines()[-1:] or ["no output"]
-        raise Refused(f"{path.name}: {reason[0].removeprefix('refused: ')}")
-    return json.loads(child.stdout)
+        return {paths[0]: Refused(f"{paths[0].name}: {reason[0].removeprefix('refused: ')}")}
+    found = json.loads(child.stdout)
+    return {path: Refused(f"{path.name}: {entry['refused']}") if "refused" in entry else entry
+            for path, entry in zip(paths, (found[str(r)] for r in resolved))}
 
 
 class Inspections:
-    """``inspect_elsewhere`` once per file (each costs a process that imports scikit-learn)."""
+    """``inspect_elsewhere`` once per file; ``prefetch`` inspects many in one child process (each child costs
+    an import of scikit-learn)."""
 
     def __init__(self) -> None:
-        self._found: dict[Path, dict[str, Any]] = {}
+        self._found: dict[Path, dict[str, Any] | Refused] = {}
+
+    def prefetch(self, paths: Sequence[Path]) -> None:
+        wanted = list({path.resolve(): path for path in paths if path.resolve() not in self._found}.values())
+        if wanted:
+            self._found.update({path.resolve(): result for path, result in inspect_elsewhere(wanted).items()})
 
     def __call__(self, path: Path) -> dict[str, Any]:
-        key = path.resolve()
-        if key not in self._found:
-            self._found[key] = inspect_elsewhere(path)
-        return self._found[key]
+        self.prefetch([path])
+        result = self._found[path.resolve()]
+        if isinstance(result, Refused):
+            raise result
+        return result
 
 
 def validate_file(path: Path, name: str, config: Config, serving: Path | None) -> dict[str, Any]:
     """The file's description; Refused when it fails to load or predict, or does not fit the experiments using
     ``name`` with the other files api.env names (or, for an experiment of this model alone, ``serving``)."""
     inspected = Inspections()
-    found = inspected(path)
     files = {**configured_files(config), name: path}
+    inspected.prefetch([path, *files.values(), *([serving] if serving else [])])
+    found = inspected(path)
     check_fit(name, files, using(read_experiments(config), name), inspected, serving)
     return found
 
@@ -106,9 +134,10 @@ def validate_configuration(config: Config) -> list[dict[str, Any]]:
     """Every file api.env names (the check of ``make reload``): each loads and predicts, and each fits the
     experiments using its name, beside the other files api.env names and against the file it replaces."""
     inspected = Inspections()
-    files = configured_files(config)
+    files, serving = configured_files(config), last_good_files(config)
+    inspected.prefetch([*files.values(), *(path for path in serving.values() if path.is_file())])
     described = [inspected(files[name]) for name in sorted(files)]
-    serving, experiments = last_good_files(config), read_experiments(config)
+    experiments = read_experiments(config)
     for name in sorted(files):
         check_fit(name, files, using(experiments, name), inspected, serving.get(name))
     return described
