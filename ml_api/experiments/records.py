@@ -170,8 +170,9 @@ class Recorder:
         """Deliver a batch from the spool (idempotent on replay, so a batch cut short is sent again whole).
 
         In small transactions, exposures before outcomes (an outcome refers to its exposure), each
-        kind in key order: live requests write one row at a time, and a replay that held many
-        row locks at once would deadlock with them; a conflict that remains is run again."""
+        kind in key order: live requests write one row at a time (a batch, its rows in key order
+        in one statement), and a replay that held many row locks at once would deadlock with
+        them; a conflict that remains is run again."""
         exposures = sorted(
             (p["experiment_id"], p["user_id"], p["variant"], datetime.fromisoformat(p["at"]))
             for kind, p in records
