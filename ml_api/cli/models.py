@@ -1,7 +1,9 @@
 """``python -m ml_api.cli models list|validate``: which files serve, and whether a new file can be swapped in.
 
-``validate`` loads every file in a separate process: a model file is a pickle that runs code
-when loaded, and a file that crashes or hangs its loader must not take the command with it.
+``validate`` loads the files in a child process (one for them all; one per file when one takes
+it down): a joblib model file is a pickle that runs code when loaded, and a file that crashes
+or hangs its loader must not take the command with it. It also reads the experiments from
+MySQL, to refuse a file that does not take what the experiments using its name send.
 """
 
 import argparse
