@@ -5,7 +5,7 @@ handed in by the caller.
 """
 
 from assigner.allocation import choose_variant, in_traffic
-from assigner.assign import assign
+from assigner.assign import assign, assign_many
 from assigner.domain import Assignment, AssignmentSource, Experiment, ExperimentStatus, Variant
 from assigner.hashing import BUCKETS, bucket, traffic_bucket
 from assigner.store import (
@@ -27,6 +27,7 @@ __all__ = [
     "StoreUnavailable",
     "Variant",
     "assign",
+    "assign_many",
     "bucket",
     "choose_variant",
     "in_traffic",

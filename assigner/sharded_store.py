@@ -33,15 +33,19 @@ the cache (the durable record stays right); user ids are not secret, so someone 
 craft a pair on purpose (about 2**31 hashes), which only affects the pair itself.
 
 Each operation is one script on one key: one round trip, atomic, and in one slot of a
-Redis Cluster (``EVALSHA``).
+Redis Cluster (``EVALSHA``). A batch is one pipeline of such scripts (one round trip; on a
+cluster, one per master holding its keys), sent by digest; a server that lacks a script (restarted, flushed)
+answers NOSCRIPT for it, and only those are sent again after ``SCRIPT LOAD``.
 """
 
 import hashlib
+from collections.abc import Sequence
 
 import redis
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
-from assigner.store import REDIS_ERRORS, StoreUnavailable, as_text
+from assigner.store import REDIS_ERRORS, Entry, StoreUnavailable, as_text
 
 DEFAULT_SHARDS = 16_384
 FIELD_BYTES = 6
@@ -129,6 +133,7 @@ return stored and name_of(KEYS[1], stored)
     ) -> None:
         if shards < 1:
             raise ValueError(f"shards must be at least 1, got {shards}")
+        self._client = client
         self._prefix = prefix
         self._shards = shards
         self._claim = client.register_script(self.CLAIM)
@@ -149,6 +154,53 @@ return stored and name_of(KEYS[1], stored)
 
     def get(self, experiment_id: int, user_id: str) -> str | None:
         return as_text(self._run(self._get, experiment_id, user_id))
+
+    def claim_many(self, claims: Sequence[Entry]) -> list[str | None]:
+        return [as_text(reply) for reply in self._run_many(self.CLAIM, claims)]
+
+    def put_many(self, entries: Sequence[Entry]) -> None:
+        self._run_many(self.PUT, entries)
+
+    def _run_many(self, script: str, entries: Sequence[Entry]) -> list[object]:
+        """``script`` once per entry in one pipeline of EVALSHA; the replies in order."""
+        calls = [(*self.locate(experiment_id, user_id), value) for experiment_id, user_id, value in entries]
+        digest = hashlib.sha1(script.encode("utf-8")).hexdigest()
+        try:
+            replies = self._pipeline(digest, calls)
+            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if missing:
+                self._client.script_load(script)
+                for i, reply in zip(missing, self._pipeline(digest, [calls[i] for i in missing])):
+                    replies[i] = reply
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return replies
+
+    def _pipeline(self, digest: str, calls: list[tuple[str, bytes, str]]) -> list[object]:
+        """One pipeline per Redis server holding the keys (a cluster's pipeline refuses EVALSHA)."""
+        replies: list[object] = [None] * len(calls)
+        for client, indices in self._by_server(calls):
+            pipe = client.pipeline(transaction=False)
+            for index in indices:
+                key, field, value = calls[index]
+                pipe.evalsha(digest, 1, key, field, value)
+            for index, reply in zip(indices, pipe.execute(raise_on_error=False)):
+                replies[index] = reply
+        return replies
+
+    def _by_server(self, calls: list[tuple[str, bytes, str]]) -> list[tuple[redis.Redis, list[int]]]:
+        """The calls' indices grouped by the client of the server that holds their key."""
+        node_of = getattr(self._client, "get_node_from_key", None)  # only a cluster client has it
+        if node_of is None:
+            return [(self._client, list(range(len(calls))))] if calls else []
+        servers: dict[str, tuple[redis.Redis, list[int]]] = {}
+        for index, (key, _, _) in enumerate(calls):
+            node = node_of(key)
+            servers.setdefault(node.name, (node.redis_connection, []))[1].append(index)
+        return list(servers.values())
 
     def _run(self, script: Script, experiment_id: int, user_id: str, *args: str) -> object:
         key, field = self.locate(experiment_id, user_id)

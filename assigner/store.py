@@ -12,6 +12,7 @@ The user id is the last part of the key and the experiment id is numeric, so no 
 whatever separators it holds, can reach another experiment's or another user's key.
 """
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import redis
@@ -31,6 +32,10 @@ def unconfirmed(cached: str | None) -> str | None:
     return cached[1:] if cached is not None and cached.startswith(UNCONFIRMED) else None
 
 
+# (experiment_id, user_id, variant): one entry of a batch of claims or puts.
+Entry = tuple[int, str, str]
+
+
 class StoreUnavailable(Exception):
     """The sticky store could not be reached; the caller falls back to the durable record."""
 
@@ -46,6 +51,12 @@ class AssignmentStore(Protocol):
 
     def get(self, experiment_id: int, user_id: str) -> str | None:
         """The user's cached variant, or None; never stores anything."""
+
+    def claim_many(self, claims: Sequence[Entry]) -> list[str | None]:
+        """``claim`` for each ``(experiment_id, user_id, candidate)``, in one round trip; answers in order."""
+
+    def put_many(self, entries: Sequence[Entry]) -> None:
+        """``put`` for each ``(experiment_id, user_id, variant)``, in one round trip."""
 
 
 def as_text(value: object) -> str | None:
@@ -72,13 +83,20 @@ class InMemoryAssignmentStore:
     def get(self, experiment_id: int, user_id: str) -> str | None:
         return self._data.get((experiment_id, user_id))
 
+    def claim_many(self, claims: Sequence[Entry]) -> list[str | None]:
+        return [self.claim(*claim) for claim in claims]
+
+    def put_many(self, entries: Sequence[Entry]) -> None:
+        for entry in entries:
+            self.put(*entry)
+
     def clear(self) -> None:
         """Forget everything, as a Redis FLUSHALL would."""
         self._data.clear()
 
 
 class RedisAssignmentStore:
-    """One key per user; one round trip (``SET key candidate NX GET``) per request.
+    """One key per user; one round trip (``SET key candidate NX GET``) per request, one pipeline per batch.
 
     The client is handed in (a ``redis.Redis`` or a ``redis.RedisCluster``) so that
     connection settings, timeouts and cluster mode stay with the caller.
@@ -111,3 +129,21 @@ class RedisAssignmentStore:
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
         return as_text(value)
+
+    def claim_many(self, claims: Sequence[Entry]) -> list[str | None]:
+        """One pipeline of ``SET key candidate NX GET`` (on a cluster: one round trip per node)."""
+        return [as_text(reply) for reply in self._pipelined(claims, nx=True, get=True)]
+
+    def put_many(self, entries: Sequence[Entry]) -> None:
+        self._pipelined(entries)
+
+    def _pipelined(self, entries: Sequence[Entry], **options: bool) -> list[object]:
+        if not entries:
+            return []
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for experiment_id, user_id, value in entries:
+                pipe.set(self.key(experiment_id, user_id), value, **options)
+            return pipe.execute()
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc

@@ -26,7 +26,7 @@ ADMIN_DISABLED = "disabled"
 NOT_MODELS = {"MODEL_DIR", "MODEL_TIMEOUT_MS", "MODEL_STATE_PATH"}
 STICKY_STORES = ("sharded", "keys")
 UNIX_PREFIX = "unix:"
-MODEL_FILE_SUFFIXES = (".joblib",)
+MODEL_FILE_SUFFIXES = (".joblib", ".skops")
 
 
 class ConfigError(ValueError):
@@ -66,6 +66,7 @@ class Config:
     model_files: Mapping[str, str]
     model_timeout_ms: float
     model_state_path: Path
+    skops_trusted_types: tuple[str, ...]
     max_body_bytes: int
     max_user_id_length: int
     proxy_client_header_timeout: int
@@ -148,6 +149,7 @@ def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Con
         model_files=_model_files(raw),
         model_timeout_ms=get.float("MODEL_TIMEOUT_MS"),
         model_state_path=get.path("MODEL_STATE_PATH"),
+        skops_trusted_types=get.names("SKOPS_TRUSTED_TYPES"),
         max_body_bytes=get.int("MAX_BODY_BYTES"),
         max_user_id_length=get.int("MAX_USER_ID_LENGTH"),
         proxy_client_header_timeout=get.positive("PROXY_CLIENT_HEADER_TIMEOUT"),
@@ -249,6 +251,10 @@ class _Reader:
         if value in {"0", "false", "no", "off"}:
             return False
         raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+    def names(self, name: str) -> tuple[str, ...]:
+        """A comma-separated list (possibly empty), each item stripped."""
+        return tuple(item.strip() for item in self.str(name, allow_empty=True).split(",") if item.strip())
 
     def path(self, name: str) -> Path:
         path = Path(self.str(name))

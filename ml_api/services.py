@@ -97,6 +97,7 @@ def build_services(config: Config) -> Services:
     models = ModelRegistry(
         config.model_dir, config.model_files, config.model_state_path,
         timeout_seconds=config.model_timeout_ms / 1000, max_parallel=config.gunicorn_threads,
+        trusted_types=config.skops_trusted_types,
     )
     events = create_emitter(
         config.logstash_host, config.logstash_port, config.event_file, config.event_buffer_path,

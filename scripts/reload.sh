@@ -10,7 +10,8 @@ eval "$settings"
 pidfile="$GUNICORN_PIDFILE"
 [[ "$pidfile" = /* ]] || pidfile="$PWD/$pidfile"
 [ -f "$pidfile" ] || { echo "reload: no gunicorn pid file at $pidfile (is the gateway running?)" >&2; exit 1; }
-# Every file api.env names must load and predict (each in its own process) before a worker switches.
+# Before a worker switches, every file api.env names must load and predict (in a child process), and fit the
+# experiments using its name (their other models, and the file it replaces); a refusal prints the reason.
 PYTHONPATH="$PWD" .venv/bin/python -m ml_api.cli models validate >/dev/null \
     || { echo "reload: refused, the gateway keeps its current models" >&2; exit 1; }
 kill -HUP "$(cat "$pidfile")"

@@ -11,6 +11,7 @@ version, feature names (and types), classes, training date and hold-out accuracy
 
     python scripts/train_models.py [--out-dir models] [--if-missing]
     python scripts/train_models.py --model forest --version v2    # a new version: iris-forest-v2.joblib
+    python scripts/train_models.py --model churn_boost --version v2 --format skops   # churn-boost-v2.skops
 """
 
 import argparse
@@ -55,8 +56,13 @@ DEMO_MODELS = [
 DEMO_BY_NAME = {model.name: model for model in DEMO_MODELS}
 
 
-def train_one(model: DemoModel, out_dir: Path, version: str = "v1", seed: int = SEED) -> Path:
-    """Fit one demo model on its data (split with ``SEED``, so every version sees the same rows) and save it."""
+FORMATS = ("joblib", "skops")
+
+
+def train_one(model: DemoModel, out_dir: Path, version: str = "v1", seed: int = SEED,
+              file_format: str = "joblib") -> Path:
+    """Fit one demo model on its data (split with ``SEED``, so every version sees the same rows) and save it
+    (``skops``: a file the gateway reads without running code, see SKOPS_TRUSTED_TYPES)."""
     split = model.data(SEED)
     estimator = model.make(seed).fit(split.x_train, split.y_train)
     metadata = {
@@ -72,8 +78,14 @@ def train_one(model: DemoModel, out_dir: Path, version: str = "v1", seed: int = 
     }
     if split.feature_types:
         metadata["feature_types"] = split.feature_types
-    path = out_dir / f"{model.stem}-{version}.joblib"
-    joblib.dump({"estimator": estimator, "metadata": metadata}, path)
+    path = out_dir / f"{model.stem}-{version}.{file_format}"
+    bundle = {"estimator": estimator, "metadata": metadata}
+    if file_format == "skops":
+        import skops.io  # only here: importing it lists every scikit-learn estimator (seconds)
+
+        skops.io.dump(bundle, path)
+    else:
+        joblib.dump(bundle, path)
     print(f"trained {model.name} {version}: hold-out accuracy {metadata['holdout_accuracy']:.3f} -> {path}")
     return path
 
@@ -93,14 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", default="v1", help="version written into the bundle and the file name")
     parser.add_argument("--seed", type=int, help="the estimator's random seed (default: 42 for v1, else derived "
                                                  "from the version, so a new version is a different model)")
+    parser.add_argument("--format", choices=FORMATS, default="joblib",
+                        help="joblib (a pickle) or skops (read without running code)")
     args = parser.parse_args(argv)
-    if args.model is None and args.version == "v1":
+    if args.model is None and args.version == "v1" and args.format == "joblib":
         train(args.out_dir, args.if_missing)
         return 0
     args.out_dir.mkdir(parents=True, exist_ok=True)
     seed = args.seed if args.seed is not None else SEED + (0 if args.version == "v1" else sum(map(ord, args.version)))
     for model in [DEMO_BY_NAME[args.model]] if args.model else DEMO_MODELS:
-        train_one(model, args.out_dir, args.version, seed)
+        train_one(model, args.out_dir, args.version, seed, args.format)
     return 0
 
 

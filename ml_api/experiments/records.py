@@ -1,6 +1,7 @@
 """Writing exposures and outcomes to MySQL, through the spool when MySQL is away."""
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any
@@ -17,6 +18,11 @@ INSERT_EXPOSURE = (
     # A no-op update: the first writer wins, and rowcount tells whether we were first.
     " ON DUPLICATE KEY UPDATE experiment_id = experiment_id"
 )
+# The same for many rows in one statement (``{rows}``: one ``(%s, %s, %s, %s)`` per row).
+INSERT_EXPOSURES = (
+    "INSERT INTO assignments (experiment_id, user_id, variant, assigned_at) VALUES {rows}"
+    " ON DUPLICATE KEY UPDATE experiment_id = experiment_id"
+)
 INSERT_OUTCOME = (
     "INSERT INTO outcomes (feedback_id, experiment_id, user_id, variant, request_id, value, recorded_at)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE feedback_id = feedback_id"
@@ -28,12 +34,21 @@ INSERT_LABEL = (
 )
 
 
+# experiment_id, user_id, variant, assigned_at: one row of assignments.
+ExposureRow = tuple[int, str, str, datetime]
+
 # Rows per transaction when the spool is replayed: few enough locks that live writes rarely wait.
 REPLAY_TRANSACTION_ROWS = 50
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _now_in_milliseconds() -> datetime:
+    """Now, as ``assigned_at TIMESTAMP(3)`` stores it (so the row read back compares equal)."""
+    now = _now()
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 class Recorder:
@@ -69,6 +84,55 @@ class Recorder:
             self._spool.put("exposure", {"experiment_id": experiment.id, "user_id": user_id,
                                          "variant": candidate, "at": assigned_at.isoformat()})
             return candidate, AssignmentSource.HASH
+
+    def record_first_many(
+        self, exposures: Sequence[tuple[Experiment, str, str]]
+    ) -> list[tuple[str, AssignmentSource]]:
+        """``record_first`` for each ``(experiment, user_id, candidate)`` of distinct users: one multi-row INSERT.
+
+        The rows go in key order (as spool replays do, so the two cannot deadlock). When
+        the INSERT took every row (its row count says so) all are ``NEW``; otherwise one
+        SELECT reads what is on record: a row with another variant was someone else's
+        (``MYSQL``), and a row with ours and this batch's ``assigned_at`` is ours, unless more
+        such rows exist than the INSERT took (another writer recorded the same variant in the
+        same millisecond): then they are all reported ``MYSQL``, never an exposure counted
+        twice. With MySQL away all go to the spool in one transaction (``HASH``)."""
+        if not exposures:
+            return []
+        assigned_at = _now_in_milliseconds()
+        rows = sorted((experiment.id, user_id, candidate, assigned_at) for experiment, user_id, candidate in exposures)
+        try:
+            on_record = self._db.retrying(partial(self._insert_first, rows))
+        except DatabaseUnavailable:
+            self._spool.put_many([("exposure", {"experiment_id": experiment_id, "user_id": user_id,
+                                                "variant": candidate, "at": at.isoformat()})
+                                  for experiment_id, user_id, candidate, at in rows])
+            return [(candidate, AssignmentSource.HASH) for _, _, candidate in exposures]
+        return [on_record.get((experiment.id, user_id), (candidate, AssignmentSource.HASH))
+                for experiment, user_id, candidate in exposures]
+
+    def _insert_first(self, rows: list[ExposureRow]) -> dict[tuple[int, str], tuple[str, AssignmentSource]]:
+        with self._db.connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute(INSERT_EXPOSURES.format(rows=", ".join(["(%s, %s, %s, %s)"] * len(rows))),
+                           [value for row in rows for value in row])
+            inserted = cursor.rowcount
+            if inserted == len(rows):
+                return {(experiment_id, user_id): (candidate, AssignmentSource.NEW)
+                        for experiment_id, user_id, candidate, _ in rows}
+            users: dict[int, list[str]] = {}
+            for experiment_id, user_id, _, _ in rows:
+                users.setdefault(experiment_id, []).append(user_id)
+            where = " OR ".join(f"(experiment_id = %s AND user_id IN ({', '.join(['%s'] * len(ids))}))"
+                                for ids in users.values())
+            cursor.execute(f"SELECT experiment_id, user_id, variant, assigned_at FROM assignments WHERE {where}",
+                           [value for experiment_id, ids in users.items() for value in (experiment_id, *ids)])
+            stored = {(experiment_id, user_id): (variant, at) for experiment_id, user_id, variant, at in cursor}
+        written = set(rows)
+        ours = {key for key, (variant, at) in stored.items() if (*key, variant, at) in written}
+        trusted = len(ours) == inserted
+        return {key: (variant, AssignmentSource.NEW if trusted and key in ours else AssignmentSource.MYSQL)
+                for key, (variant, _) in stored.items()}
 
     def find_assignment(self, experiment_id: int, user_id: str) -> str | None:
         """The variant of the user's first exposure, or None if the user was never exposed."""
@@ -106,8 +170,9 @@ class Recorder:
         """Deliver a batch from the spool (idempotent on replay, so a batch cut short is sent again whole).
 
         In small transactions, exposures before outcomes (an outcome refers to its exposure), each
-        kind in key order: live requests write one row at a time, and a replay that held many
-        row locks at once would deadlock with them; a conflict that remains is run again."""
+        kind in key order: live requests write one row at a time (a batch, its rows in key order
+        in one statement), and a replay that held many row locks at once would deadlock with
+        them; a conflict that remains is run again."""
         exposures = sorted(
             (p["experiment_id"], p["user_id"], p["variant"], datetime.fromisoformat(p["at"]))
             for kind, p in records

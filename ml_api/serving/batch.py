@@ -1,8 +1,10 @@
 """The request core of POST /predict/batch: many /predict requests in one body, one result per item.
 
 Each item ``{user_id, features, experiment?}`` is admitted (validated, its features checked
-against every model of its experiment) and assigned exactly as one /predict would be (the
-same ``assign``, in request order, so a user sent twice gets one variant), then the items
+against every model of its experiment) and assigned exactly as one /predict would be, by the
+same rules (``assign_many``: a user sent twice gets one variant), with one round trip per
+store for the whole batch (one pipeline of sticky claims, one multi-row INSERT of the new
+exposures, one pipeline of confirmations); then the items
 are grouped by model and predicted in one call per model (and form of features); a
 variation group that fails is answered by its control model, as /predict falls back. Each
 item ends as a single request does (``predict.conclude``: request id, metrics, guardrail
@@ -15,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from assigner import Assignment, Experiment, assign
+from assigner import Assignment, Experiment, assign_many
 from ml_api.errors import GatewayError, InvalidRequest, ModelUnavailable
 from ml_api.serving.models import LoadedModel, ModelError, Prediction
 from ml_api.serving.predict import Served, admit, conclude, unavailable
@@ -56,18 +58,19 @@ def answer_batch(svc: "Services", body: dict[str, Any]) -> list[Result]:
     started = time.perf_counter()
     items = parse_items(body, svc.config.max_batch_rows)
     results: list[Result | None] = [None] * len(items)
-    jobs: list[Job] = []
+    admitted: list[tuple[int, PredictRequest, Experiment]] = []
     for index, item in enumerate(items):
         try:
             if not isinstance(item, dict):
                 raise InvalidRequest(f"items[{index}] must be an object {{user_id, features, experiment?}}")
-            req, experiment = admit(svc, item)
-            assignment = assign(experiment, req.user_id, svc.store, svc.recorder, svc.memory)
+            admitted.append((index, *admit(svc, item)))
         except GatewayError as exc:
             results[index] = exc
-            continue
-        jobs.append(Job(index, req, experiment, assignment, experiment.variant(assignment.variant).model,
-                        experiment.variant(experiment.default_variant).model))
+    assignments = assign_many([(experiment, req.user_id) for _, req, experiment in admitted],
+                              svc.store, svc.recorder, svc.memory)
+    jobs = [Job(index, req, experiment, assignment, experiment.variant(assignment.variant).model,
+                experiment.variant(experiment.default_variant).model)
+            for (index, req, experiment), assignment in zip(admitted, assignments)]
     assigned = time.perf_counter()
     failed = predict_groups(svc, jobs, fallback=False)
     predict_groups(svc, [job for job in failed if job.model_name != job.control_name], fallback=True)

@@ -2,7 +2,9 @@
 
 A model file is a joblib bundle ``{"estimator": ..., "metadata": {...}}`` written by
 ``scripts/train_models.py``; a bare scikit-learn estimator is accepted too (its version is
-then the file name). Files are only ever loaded from inside ``MODEL_DIR``.
+then the file name). A ``.skops`` file holds the same, read by skops without running code:
+every type in it must be one skops trusts by default or one of ``SKOPS_TRUSTED_TYPES``.
+Files are only ever loaded from inside ``MODEL_DIR``.
 """
 
 import hashlib
@@ -116,14 +118,33 @@ def resolve_model_path(model_dir: Path, file_name: str) -> Path:
     return path
 
 
-def load_model(name: str, model_dir: Path, file_name: str) -> LoadedModel:
+SKOPS_SUFFIX = ".skops"
+
+
+def read_model_file(path: Path, trusted_types: Sequence[str] = ()) -> Any:
+    """What the file holds: a ``.skops`` file read by skops (refused, naming them, when it holds types not
+    trusted), anything else by joblib (a pickle: it runs the file's code, so only files you made or trust)."""
+    if path.suffix != SKOPS_SUFFIX:
+        return joblib.load(path)
+    import skops.io  # here, not at the top: it imports every scikit-learn estimator (seconds of boot) to list them
+
+    untrusted = sorted(set(skops.io.get_untrusted_types(file=path)) - set(trusted_types))
+    if untrusted:
+        raise ModelError(f"{path.name!r} holds types SKOPS_TRUSTED_TYPES does not list: {', '.join(untrusted)}"
+                         " (add them to SKOPS_TRUSTED_TYPES in api.env only if you trust the file's origin)")
+    return skops.io.load(path, trusted=list(trusted_types))
+
+
+def load_model(name: str, model_dir: Path, file_name: str, trusted_types: Sequence[str] = ()) -> LoadedModel:
     """Load one model bundle (or bare estimator) from the model directory."""
     path = resolve_model_path(model_dir, file_name)
     if not path.is_file():
         raise ModelError(f"model {name!r}: file {path.name!r} not found in {model_dir}")
     try:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        loaded = joblib.load(path)  # a pickle: runs the file's code, so only files you made or trust
+        loaded = read_model_file(path, trusted_types)
+    except ModelError as exc:
+        raise ModelError(f"model {name!r}: refused: {exc}") from None
     except Exception as exc:  # a corrupt or incompatible file can raise almost anything
         raise ModelError(f"model {name!r}: cannot load {path.name!r}: {exc}") from exc
     if isinstance(loaded, Mapping) and "estimator" in loaded:
@@ -151,8 +172,9 @@ class ModelRegistry:
     """
 
     def __init__(self, model_dir: Path, model_files: Mapping[str, str], state_path: Path | None = None,
-                 timeout_seconds: float = 0.0, max_parallel: int = 4) -> None:
+                 timeout_seconds: float = 0.0, max_parallel: int = 4, trusted_types: Sequence[str] = ()) -> None:
         self.model_dir = model_dir
+        self._trusted_types = tuple(trusted_types)
         self.models: dict[str, LoadedModel] = {}
         self.errors: dict[str, str] = {}
         self._state_path = state_path
@@ -161,7 +183,7 @@ class ModelRegistry:
         last_good = self._read_state()
         for name, file_name in model_files.items():
             try:
-                self.models[name] = load_model(name, model_dir, file_name)
+                self.models[name] = load_model(name, model_dir, file_name, self._trusted_types)
                 last_good[name] = file_name
             except ModelError as exc:
                 self.errors[name] = str(exc)
@@ -173,7 +195,7 @@ class ModelRegistry:
         if previous is None or previous == wanted:
             return
         try:
-            self.models[name] = load_model(name, self.model_dir, previous)
+            self.models[name] = load_model(name, self.model_dir, previous, self._trusted_types)
             self.errors[name] += f"; still serving the last good file {previous!r}"
         except ModelError as exc:
             log.error("the last good file of model %r failed too: %s", name, exc)

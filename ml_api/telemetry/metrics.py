@@ -12,11 +12,13 @@ api.env), never raw paths or user ids.
 
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import Counter, Histogram
 
 from assigner import StoreUnavailable
+from assigner.store import Entry
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -132,6 +134,12 @@ class InstrumentedStore:
 
     def get(self, experiment_id: int, user_id: str) -> str | None:
         return self._counted("get", experiment_id, user_id)
+
+    def claim_many(self, claims: Sequence[Entry]) -> list[str | None]:
+        return self._counted("claim_many", claims)
+
+    def put_many(self, entries: Sequence[Entry]) -> None:
+        self._counted("put_many", entries)
 
     def _counted(self, operation: str, *args: Any) -> Any:
         try:

@@ -63,7 +63,8 @@ def ready() -> tuple[dict[str, Any], int]:
 
 
 def model_status(registry: ModelRegistry) -> dict[str, Any]:
-    """Per model: its version and the file it serves, and the load error if api.env names a file that failed.
+    """Per model: its version, the file it serves and that file's sha256, and the load error if api.env names a
+    file that failed.
 
     "degraded": a file failed but the last good file of that model still serves.
     """
@@ -72,7 +73,7 @@ def model_status(registry: ModelRegistry) -> dict[str, Any]:
         model, error = registry.models.get(name), registry.errors.get(name)
         entry: dict[str, Any] = {"status": "ok" if error is None else "degraded" if model else "error"}
         if model is not None:
-            entry["version"], entry["file"] = model.version, model.path.name
+            entry["version"], entry["file"], entry["sha256"] = model.version, model.path.name, model.sha256
         if error is not None:
             entry["error"] = error
         models[name] = entry

@@ -117,6 +117,29 @@ def test_concurrent_first_claims_agree_on_one_winner(store):
         assert {a for a in seen if a.startswith("saw:")} <= {f"saw:{winners[0]}"}
 
 
+def test_a_batch_of_claims_answers_as_claims_one_by_one(store):
+    store.claim(6, "known", "control")
+    store.claim(6, "guessed", "?variation")
+    claims = [(6, "known", "?variation"), (6, "guessed", "?control"), (6, "new", "?control"), (8, "known", "?x")]
+    assert store.claim_many(claims) == ["control", "?variation", None, None]
+    assert [store.get(e, u) for e, u, _ in claims] == ["control", "?variation", "?control", "?x"]
+    store.put_many([(6, "guessed", "variation"), (6, "new", "control")])
+    assert store.claim_many([(6, "guessed", "?c"), (6, "new", "?c"), (6, "other", "v")]) == \
+        ["variation", "control", None]
+    assert store.claim_many([]) == []
+
+
+def test_a_batch_reloads_scripts_the_server_forgot(private_redis):
+    redis_client = redis.Redis.from_url(private_redis)  # its own server: flushing scripts disturbs nobody
+    sharded = ShardedRedisAssignmentStore(redis_client, "flushed")
+    sharded.claim(6, "before-flush", "control")
+    redis_client.script_flush()  # as a restarted Redis: the batch's EVALSHA answers NOSCRIPT
+    assert sharded.claim_many([(6, "before-flush", "?x"), (6, "after-flush", "?variation")]) == ["control", None]
+    redis_client.script_flush()
+    sharded.put_many([(6, "after-flush", "variation")])
+    assert sharded.get(6, "after-flush") == "variation"
+
+
 @pytest.mark.parametrize("store_class", list(STORES.values()), ids=list(STORES))
 def test_unreachable_redis_raises_store_unavailable(store_class):
     client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
@@ -124,6 +147,10 @@ def test_unreachable_redis_raises_store_unavailable(store_class):
         store_class(client, "p").claim(1, "u", "control")
     with pytest.raises(StoreUnavailable):
         store_class(client, "p").put(1, "u", "control")
+    with pytest.raises(StoreUnavailable):
+        store_class(client, "p").claim_many([(1, "u", "control")])
+    with pytest.raises(StoreUnavailable):
+        store_class(client, "p").put_many([(1, "u", "control")])
 
 
 def test_sharded_layout_is_one_listpack_hash_per_shard(sharded, redis_client, redis_prefix):

@@ -12,6 +12,7 @@ from assigner import (
     StoreUnavailable,
     Variant,
     assign,
+    assign_many,
 )
 from assigner.memory import StickyMemory
 
@@ -27,13 +28,15 @@ class MemoryLedger:
         self.records[key] = candidate
         return candidate, AssignmentSource.NEW
 
+    def record_first_many(self, exposures):
+        return [self.record_first(*exposure) for exposure in exposures]
+
 
 class DownStore:
     def claim(self, *args):
         raise StoreUnavailable("down")
 
-    def put(self, *args):
-        raise StoreUnavailable("down")
+    put = claim_many = put_many = claim
 
 
 def experiment(weights=(50, 50), **kwargs):
@@ -277,3 +280,26 @@ def test_a_confirmed_entry_is_not_doubted_when_the_record_is_away():
     ledger.away = True
     assert assign(experiment(), "u1", store, ledger).source is AssignmentSource.REDIS  # no question asked
     assert store.get(1, "u1") == first.variant
+
+
+def test_a_batch_answers_every_rule_as_requests_one_by_one(store, ledger, memory):
+    """Paused, forced, outside the allocation, remembered, new, and a user sent twice, in one batch."""
+    forced = experiment(overrides={"qa-1": "variation"}, traffic_allocation=0.5)
+    paused = experiment(status=ExperimentStatus.PAUSED)
+    requests = [(forced, f"u{i}") for i in range(40)] + [(forced, "qa-1"), (paused, "u1"), (forced, "u3")]
+    assign(forced, "u3", InMemoryAssignmentStore(), ledger, memory)  # remembered before the batch, if in
+    expected = [assign(forced, u, InMemoryAssignmentStore(), MemoryLedger()) for _, u in requests]
+
+    many = assign_many(requests, store, ledger, memory)
+
+    assert [(a.variant, a.in_experiment) for a in many] == [(a.variant, a.in_experiment) for a in expected]
+    assert many[-3].source is AssignmentSource.OVERRIDE and many[-2].source is AssignmentSource.DEFAULT
+    assert {a.source for a in many[:40]} >= {AssignmentSource.DEFAULT, AssignmentSource.NEW}
+    assert many[-1].source is (AssignmentSource.MEMORY if many[3].in_experiment else AssignmentSource.DEFAULT)
+    assert set(ledger.records) == {(1, u) for (_, u), a in zip(requests, many) if a.in_experiment}
+
+
+def test_a_batch_with_the_store_down_asks_the_ledger_once_per_user(ledger):
+    many = assign_many([(experiment(), "u1"), (experiment(), "u1"), (experiment(), "u2")], DownStore(), ledger)
+    assert [a.source for a in many] == [AssignmentSource.NEW, AssignmentSource.MEMORY, AssignmentSource.NEW]
+    assert many[0].variant == many[1].variant

@@ -35,8 +35,15 @@ def test_unrelated_environment_variables_are_ignored():
 
 
 def test_a_model_set_only_in_the_environment_is_added_as_a_line_of_api_env_would():
-    config = load_config({"MODEL_CHURN_V2": "churn-boost-v2.joblib"})
+    config = load_config({"MODEL_CHURN_V2": "churn-boost-v2.joblib", "MODEL_SAFE": "from-elsewhere.skops"})
     assert config.model_files["churn_v2"] == "churn-boost-v2.joblib"
+    assert config.model_files["safe"] == "from-elsewhere.skops"
+
+
+def test_skops_trusted_types_are_a_comma_separated_list():
+    assert load_config({"SKOPS_TRUSTED_TYPES": " numpy.dtype, my.Type ,,"}).skops_trusted_types == \
+        ("numpy.dtype", "my.Type")
+    assert load_config({"SKOPS_TRUSTED_TYPES": ""}).skops_trusted_types == ()
 
 
 def test_models_are_added_in_the_file(tmp_path):

@@ -23,6 +23,7 @@ from ml_api.infra.request_ids import RequestDirectory
 from tests.integration.assigner.test_sharded_store import (  # noqa: F401 - the store contract, rerun here
     STORES,
     assert_claim_sent_once_while_busy,
+    test_a_batch_of_claims_answers_as_claims_one_by_one,
     test_an_unconfirmed_claim_reads_back_unconfirmed_until_put,
     test_an_unconfirmed_user_leaves_the_shard_neighbours_alone,
     test_concurrent_first_claims_agree_on_one_winner,
