@@ -181,7 +181,7 @@ def run(config: Config, args: argparse.Namespace) -> None:
                   f" ({'LOAD DATA LOCAL INFILE' if infile else 'multi-row INSERT'})")
         with db.connection() as conn:
             cursor = conn.cursor()
-            cursor.execute("ANALYZE TABLE assignments, outcomes, exposure_counts, outcome_users, request_totals")
+            cursor.execute("ANALYZE TABLE assignments, outcomes, exposure_counts, metric_users, request_totals")
             cursor.fetchall()
 
         timed(lambda: experiment_results(db, EXPERIMENT), 1)  # warm the buffer pool and the connection pool
