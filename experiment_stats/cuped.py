@@ -36,9 +36,10 @@ CUPED papers describe; the estimate itself uses the per-group slopes above.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from .metrics import MetricComparison, Moments
+from .metrics import MetricComparison, Moments, compare_means, normal_comparison
 
 
 @dataclass(frozen=True)
@@ -54,5 +55,68 @@ class CupedComparison:
 
 
 def compare_cuped(control: Moments, variant: Moments, alpha: float = 0.05) -> CupedComparison:
-    """CUPED (Lin's interacted regression) for the mean of y with the pre-exposure covariate x."""
-    raise NotImplementedError
+    """CUPED (Lin's interacted regression) for the mean of y with the pre-exposure covariate x.
+
+    Needs at least 3 users per group (2 regression coefficients and a residual variance);
+    below that the adjusted comparison has ``enough_data`` False. A group whose covariate
+    does not vary (e.g. every user new, x = 0) cannot estimate a slope: it keeps its
+    unadjusted mean (slope 0, variance s_y^2 / n), which is still unbiased.
+    """
+    unadjusted = compare_means(control, variant, alpha)
+    users = control.n + variant.n
+    pooled_x = (control.sum_x + variant.sum_x) / users if users else math.nan
+    a, b = _GroupFit.of(control), _GroupFit.of(variant)
+    (mean_a, var_a), (mean_b, var_b) = a.line_at(pooled_x), b.line_at(pooled_x)
+    if min(control.n, variant.n) < 3:
+        var_a = var_b = math.nan
+    adjusted = normal_comparison(mean_a, mean_b, var_a + var_b, alpha)
+    within_x = a.ss_x + b.ss_x
+    reduction = (1.0 - adjusted.variance / unadjusted.variance
+                 if adjusted.enough_data and unadjusted.enough_data else math.nan)
+    return CupedComparison(
+        adjusted=adjusted,
+        unadjusted=unadjusted,
+        theta=(a.ss_xy + b.ss_xy) / within_x if within_x > 0 else math.nan,
+        theta_control=a.slope,
+        theta_variant=b.slope,
+        variance_reduction=reduction,
+    )
+
+
+@dataclass(frozen=True)
+class _GroupFit:
+    """One group's OLS of y on x, from its sums: means, centred sums of squares, slope and residual variance."""
+
+    n: int
+    mean_y: float
+    mean_x: float
+    ss_x: float  # sum of (x - mean_x)^2
+    ss_xy: float
+    slope: float
+    residual_variance: float  # RSS / (n - 2); s_y^2 (ddof 1) when x does not vary
+
+    @classmethod
+    def of(cls, m: Moments) -> _GroupFit:
+        if m.n < 0:
+            raise ValueError(f"n must be >= 0, got {m.n!r}")
+        if m.n == 0:
+            return cls(0, math.nan, math.nan, 0.0, 0.0, math.nan, math.nan)
+        mean_y, mean_x = m.sum_y / m.n, m.sum_x / m.n
+        # Rounding can push a true 0 slightly negative; a sum of squares cannot be.
+        ss_y = max(m.sum_y2 - m.sum_y * mean_y, 0.0)
+        ss_x = max(m.sum_x2 - m.sum_x * mean_x, 0.0)
+        ss_xy = m.sum_xy - m.sum_x * mean_y
+        if ss_x > 0:
+            slope = ss_xy / ss_x
+            residual = max(ss_y - slope * ss_xy, 0.0) / (m.n - 2) if m.n > 2 else math.nan
+        else:
+            slope = 0.0
+            residual = ss_y / (m.n - 1) if m.n > 1 else math.nan
+        return cls(m.n, mean_y, mean_x, ss_x, ss_xy, slope, residual)
+
+    def line_at(self, x: float) -> tuple[float, float]:
+        """The fitted line at x and its classical OLS variance, sigma^2 (1/n + (x - mean_x)^2 / SSx)."""
+        if self.n == 0:
+            return math.nan, math.nan
+        leverage = (x - self.mean_x) ** 2 / self.ss_x if self.ss_x > 0 else 0.0
+        return self.mean_y + self.slope * (x - self.mean_x), self.residual_variance * (1.0 / self.n + leverage)
