@@ -8,6 +8,7 @@
     python -m ml_api.cli force checkout-model user-42 variation
     python -m ml_api.cli unforce checkout-model user-42
     python -m ml_api.cli history checkout-model
+    python -m ml_api.cli metrics checkout-model ['{"primary": {...}, "secondary": [...], "guardrails": [...]}']
     python -m ml_api.cli rollout|shadow|unshadow|ramp|unramp|guardrails ...   # see ml_api/cli/rollout.py
     python -m ml_api.cli init-db          # apply the schema, seed the default experiment
     python -m ml_api.cli shell-env        # settings as shell assignments, for scripts
@@ -72,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--default", help="default variant (the first one if omitted)")
     create.add_argument("--traffic", type=float, default=1.0, help="share of users in the experiment, 0..1")
     create.add_argument("--start", action="store_true", help="start it right away")
+    create.add_argument("--metrics", type=rollout_cli.parse_json, help="the metrics declaration (JSON, as the admin API)")
+    metrics = sub.add_parser("metrics", help="show the experiment's metrics, or declare them (JSON)")
+    metrics.add_argument("name")
+    metrics.add_argument("declaration", type=rollout_cli.parse_json, nargs="?",
+                         help='e.g. \'{"primary": {"name": "converted", "type": "conversion"}}\'')
     weights = sub.add_parser("set-weights")
     weights.add_argument("name")
     weights.add_argument("weights", type=parse_weight, nargs="+", help="variant=weight ...")
@@ -118,7 +124,13 @@ def run(args: argparse.Namespace, config: Config, events: EventEmitter) -> objec
             return repo.history(args.name)
         case "create":
             status = ExperimentStatus.RUNNING if args.start else ExperimentStatus.DRAFT
-            return describe(repo.create(args.name, args.variant, actor, args.default, args.traffic, status=status))
+            created = repo.create(args.name, args.variant, actor, args.default, args.traffic, status=status,
+                                  metrics=args.metrics)
+            return describe(created) | {"metrics": repo.metrics(args.name).as_dict()}
+        case "metrics":
+            if args.declaration is not None:
+                repo.set_metrics(args.name, args.declaration, actor)
+            return repo.metrics(args.name).as_dict()
         case "start" | "pause" | "stop":
             return describe(repo.set_status(args.name, STATUS_OF_ACTION[args.command], actor))
         case "set-weights":
