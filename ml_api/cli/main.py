@@ -37,6 +37,11 @@ from ml_api.cli.changes import open_events, repository
 from ml_api.telemetry.events import EventEmitter
 
 DEMO_VARIANTS = [VariantSpec("control", 50, "logreg"), VariantSpec("variation", 50, "forest")]
+# The iris demo's metrics: the default outcome conversion (primary) and its mean, plus a revenue mean the load
+# test posts; the primary is the default one, so an iris-models created before metrics existed can declare these.
+DEMO_METRICS = {"primary": {"name": "outcome", "type": "conversion"},
+                "secondary": [{"name": "outcome_value", "type": "mean", "source": "outcome"},
+                              {"name": "revenue", "type": "mean", "cap": {"quantile": 0.99}}]}
 CHURN_EXPERIMENT = "churn-models"  # the named-feature demo: Pipelines on telecom-style columns
 CHURN_VARIANTS = [VariantSpec("control", 50, "churn_logreg"), VariantSpec("variation", 50, "churn_boost")]
 
@@ -106,7 +111,8 @@ def init_db(config: Config, events: EventEmitter) -> None:
     for name, variants in {config.default_experiment: DEMO_VARIANTS, CHURN_EXPERIMENT: CHURN_VARIANTS}.items():
         if name in existing or not {v.model for v in variants} <= set(config.model_files):
             continue
-        repo.create(name, variants, actor="init-db", status=ExperimentStatus.RUNNING)
+        repo.create(name, variants, actor="init-db", status=ExperimentStatus.RUNNING,
+                    metrics=DEMO_METRICS if name == config.default_experiment else None)
         models = ", ".join(f"{v.name}: {v.model}" for v in variants)
         print(f"created experiment {name!r} ({models}, 50/50)")
     print(f"schema applied to {config.mysql.database} on {config.mysql.host}:{config.mysql.port}")

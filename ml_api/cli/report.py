@@ -101,7 +101,7 @@ def metric_text(metric: dict[str, Any]) -> str:
         rows.append([c["variant"], show(c["difference"], diff), interval(c["ci_low"], c["ci_high"], diff),
                      show(c["p_value"], "p"), interval(seq.get("ci_low"), seq.get("ci_high"), diff),
                      f"{show(cuped['difference'], diff)} {interval(cuped['ci_low'], cuped['ci_high'], diff)}, "
-                     f"variance -{show(cuped['variance_reduction'], 'pct')}" if cuped else DASH,
+                     f"variance removed {show(cuped['variance_reduction'], 'pct')}" if cuped else DASH,
                      f"{guard['status']} (margin {guard['margin']:g}, bound {show(guard['bound'], 'snum')})"
                      if guard else DASH])
     return f"{head}\n{values}\n" + table(
