@@ -3,23 +3,16 @@ in the results with their intervals and the verdict on the primary metric."""
 
 import random
 
+import numpy as np
 import pytest
 
 from tests.conftest import start_gateway
+from tests.integration.ml_api.results.test_metric_results import DECLARATION  # the four kinds, a covariate
 
 TOKEN = "e2e-metrics-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Actor": "e2e"}
 IRIS = [5.1, 3.5, 1.4, 0.2]
 USERS = 160
-DECLARATION = {
-    "primary": {"name": "converted", "type": "conversion", "source": "outcome"},
-    "secondary": [
-        {"name": "revenue", "type": "mean", "cap": {"value": 200}, "covariate": "revenue_before"},
-        {"name": "revenue_per_order", "type": "ratio", "numerator": "revenue", "denominator": "orders"},
-    ],
-    "guardrails": [{"name": "latency_ms", "type": "mean", "direction": "lower", "margin": 25}],
-}
-
 
 @pytest.fixture
 def gateway(overrides, tmp_path):
@@ -34,7 +27,7 @@ def test_a_declared_experiment_reports_every_metric_and_decides_on_the_primary(g
         "variants": [{"name": "control", "weight": 50, "model": "logreg"},
                      {"name": "variation", "weight": 50, "model": "forest"}]}, headers=AUTH)
     assert created.status_code == 201, created.text
-    assert created.json()["metrics"]["guardrails"][0]["margin"] == 25
+    assert created.json()["metrics"]["guardrails"][0]["margin"] == 5
     rng = random.Random(16)
     users = [f"m-{i}" for i in range(USERS)]
     covariates = gateway.post("/covariates", {"experiment": "e2e-metrics", "covariate": "revenue_before",
@@ -42,12 +35,13 @@ def test_a_declared_experiment_reports_every_metric_and_decides_on_the_primary(g
     assert covariates.json() == {"experiment": "e2e-metrics", "covariate": "revenue_before", "accepted": USERS,
                                  "refused_exposed": 0, "late_users": []}
 
+    revenue: dict[str, float] = {}
     for user in users:
         served = gateway.post("/predict", {"user_id": user, "experiment": "e2e-metrics", "features": IRIS})
         assert served.status_code == 200, served.text
         request_id = served.json()["request_id"]
-        for metric, value in (("outcome", rng.random() < 0.3), ("revenue", rng.expovariate(1 / 40)),
-                              ("orders", rng.randint(1, 3)), ("latency_ms", rng.gauss(120, 15))):
+        for metric, value in (("click", rng.random() < 0.3), ("revenue", revenue.setdefault(user, rng.expovariate(1 / 40))),
+                              ("orders", rng.randint(1, 3)), ("latency_ms", rng.gauss(120, 3))):
             answer = gateway.post("/feedback", {"request_id": request_id, "outcome": value, "metric": metric})
             assert answer.status_code == 202, answer.text
             assert answer.json()["metric"] == metric
@@ -58,18 +52,19 @@ def test_a_declared_experiment_reports_every_metric_and_decides_on_the_primary(g
     unknown = gateway.post("/feedback", {"user_id": users[0], "experiment": "e2e-metrics", "outcome": 1,
                                          "metric": "refunds"})
     assert unknown.status_code == 400
-    assert unknown.json()["detail"].endswith("it takes outcomes for: latency_ms, orders, outcome, revenue")
+    assert unknown.json()["detail"].endswith("it takes outcomes for: click, latency_ms, orders, revenue")
 
     document = gateway.get("/experiments/e2e-metrics/results").json()
-    assert document["primary_metric"] == "converted"
+    assert document["primary_metric"] == "clicked"
     metrics = {m["name"]: m for m in document["metrics"]}
-    assert list(metrics) == ["converted", "revenue", "revenue_per_order", "latency_ms"]
+    assert list(metrics) == ["clicked", "revenue", "revenue_per_order", "latency_ms"]
     for metric in metrics.values():
         assert sum(v["users"] for v in metric["variants"]) == USERS
         (comparison,) = metric["comparisons"]
         for interval in (comparison, comparison["sequential"]):
             assert interval["ci_low"] is not None and interval["ci_low"] < interval["ci_high"], (metric["name"], interval)
-    assert metrics["revenue"]["cap_applied"] == 200
+    capped = np.quantile(list(revenue.values()), 0.99, method="inverted_cdf")  # every user posted revenue
+    assert metrics["revenue"]["cap_applied"] == pytest.approx(capped)
     assert metrics["revenue"]["comparisons"][0]["cuped"]["users_with_covariate"] == {
         v["variant"]: v["users"] for v in metrics["revenue"]["variants"]}
     assert metrics["latency_ms"]["comparisons"][0]["non_inferiority"]["status"] in ("passed", "pending")
