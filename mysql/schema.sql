@@ -164,15 +164,25 @@ CREATE TRIGGER IF NOT EXISTS outcomes_sum_per_metric_user AFTER INSERT ON outcom
 -- CUPED covariates (POST /covariates): one pre-experiment value per user, experiment and
 -- covariate name, accepted only while the user has no exposure in the experiment (a value
 -- seen after the treatment could carry its effect). Exposed users without one count as 0.
+-- variant: NULL until the user's first exposure, then set by the trigger below, so the
+-- results sum the covariate per variant without joining the exposures.
 CREATE TABLE IF NOT EXISTS metric_covariates (
     experiment_id INT UNSIGNED NOT NULL,
     covariate     VARCHAR(64)  NOT NULL,
     user_id       VARCHAR(128) NOT NULL,
     value         DOUBLE       NOT NULL,
     recorded_at   TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    variant       VARCHAR(64)  NULL DEFAULT NULL,
     PRIMARY KEY (experiment_id, covariate, user_id),
+    KEY ix_metric_covariates_user (experiment_id, user_id),
     CONSTRAINT fk_metric_covariates_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- A first exposure marks the user's covariate values with the variant (one index probe,
+-- which finds nothing for the users without covariates).
+CREATE TRIGGER IF NOT EXISTS assignments_mark_covariates AFTER INSERT ON assignments FOR EACH ROW
+    UPDATE metric_covariates SET variant = NEW.variant
+    WHERE experiment_id = NEW.experiment_id AND user_id = NEW.user_id;
 
 -- The metrics an experiment declares (ml_api/experiments/metrics.py) as JSON: primary,
 -- secondary and guardrail metrics. No row: the default metric `outcome`.

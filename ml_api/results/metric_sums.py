@@ -7,8 +7,10 @@ n, Σy, Σy², Σx, Σx², Σxy over the exposed users. Users without outcomes h
 ``metric_users`` (their y is 0, or the cap when it is below 0), so every sum is a GROUP BY
 over the rows of users who sent feedback, and the exposed users come from
 ``exposure_counts``; none reads the raw outcomes. A capping quantile is the k-th largest
-per-user sum, found by walking ``ix_metric_users_total``; a ratio's Σxy and the CUPED
-sums join the few rows involved on primary keys.
+per-user sum, found by walking ``ix_metric_users_total``; a ratio's Σxy joins the two
+metrics' rows on their primary keys. Covariate values carry their user's variant (set by a
+trigger at the first exposure), so Σx and Σx² are a GROUP BY over ``metric_covariates``
+and Σxy one primary-key look-up per user with outcomes.
 """
 
 import math
@@ -26,12 +28,16 @@ RATIO_CROSS_SUMS = (
     " ON x.experiment_id = y.experiment_id AND x.metric = %s AND x.variant = y.variant AND x.user_id = y.user_id"
     " WHERE y.experiment_id = %s AND y.metric = %s GROUP BY y.variant"
 )
-# Exposed users with a covariate value (forced users are no exposures, so they drop out in the join).
+# Exposed users with a covariate value (their variant is set at the first exposure; forced users are no exposures).
 COVARIATE_SUMS = (
-    "SELECT a.variant, COUNT(*), SUM(c.value), SUM(c.value * c.value), SUM(c.value * COALESCE({y}, {empty}))"
-    " FROM metric_covariates c JOIN assignments a ON a.experiment_id = c.experiment_id AND a.user_id = c.user_id"
-    " LEFT JOIN metric_users m ON m.experiment_id = c.experiment_id AND m.metric = %s AND m.variant = a.variant"
-    " AND m.user_id = c.user_id WHERE c.experiment_id = %s AND c.covariate = %s GROUP BY a.variant"
+    "SELECT variant, COUNT(*), SUM(value), SUM(value * value) FROM metric_covariates"
+    " WHERE experiment_id = %s AND covariate = %s AND variant IS NOT NULL GROUP BY variant"
+)
+# Σxy over the users with both outcomes and a covariate value, and their Σx (the others' y is the empty value).
+COVARIATE_CROSS_SUMS = (
+    "SELECT m.variant, SUM(c.value * {y}), SUM(c.value) FROM metric_users m JOIN metric_covariates c"
+    " ON c.experiment_id = m.experiment_id AND c.covariate = %s AND c.user_id = m.user_id"
+    " WHERE m.experiment_id = %s AND m.metric = %s GROUP BY m.variant"
 )
 SIGN_COUNTS = "SELECT COALESCE(SUM(total > 0), 0), COALESCE(SUM(total < 0), 0) FROM metric_users" \
               " WHERE experiment_id = %s AND metric = %s"
@@ -114,14 +120,15 @@ def _ratio_sums(cursor, experiment_id: int, metric: MetricSpec, exposed: Mapping
 def _covariate_sums(cursor, experiment_id: int, metric: MetricSpec, y: str, params: tuple, empty: float,
                     sums: Mapping[str, VariantSums]) -> dict[str, VariantSums]:
     """The metric's sums with the covariate as x (exposed users without a value count as x = 0)."""
-    cursor.execute(COVARIATE_SUMS.format(y=y, empty="%s"),
-                   (*params, empty, metric.source, experiment_id, metric.covariate))
-    found = {variant: (int(users), float(sx), float(sx2), float(sxy))
-             for variant, users, sx, sx2, sxy in cursor.fetchall()}
+    cursor.execute(COVARIATE_SUMS, (experiment_id, metric.covariate))
+    found = {variant: (int(users), float(sx), float(sx2)) for variant, users, sx, sx2 in cursor.fetchall()}
+    cursor.execute(COVARIATE_CROSS_SUMS.format(y=y), (*params, metric.covariate, experiment_id, metric.source))
+    cross = {variant: (float(sxy), float(sx)) for variant, sxy, sx in cursor.fetchall()}
     cuped = {}
     for variant, s in sums.items():
-        users, sx, sx2, sxy = found.get(variant, (0, 0.0, 0.0, 0.0))
-        cuped[variant] = replace(s, sum_x=sx, sum_x2=sx2, sum_xy=sxy, users_with_x=users)
+        users, sx, sx2 = found.get(variant, (0, 0.0, 0.0))
+        sxy, sx_with_y = cross.get(variant, (0.0, 0.0))
+        cuped[variant] = replace(s, sum_x=sx, sum_x2=sx2, sum_xy=sxy + empty * (sx - sx_with_y), users_with_x=users)
     return cuped
 
 
