@@ -117,3 +117,8 @@ def test_a_failed_non_inferiority_guardrail_stops_the_variation_and_a_pending_on
         f"(difference +45 ms, always-valid bound {slower.test.bad_bound:+.4g} ms)")
     assert decision.verdict_of("C").verdict == "ship"
     assert decision.action == "ship_variation" and decision.variant == "C"
+
+
+def test_a_misspelt_option_is_refused_as_with_explicit_keywords():
+    with pytest.raises(TypeError, match="guardrail_breach"):
+        decide(compare_to_control((10, 100), {"B": (12, 100)}), guardrail_breach=[])  # type: ignore[call-arg]
