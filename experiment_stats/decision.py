@@ -1,8 +1,14 @@
 """Turn the statistics into verdicts a team can act on: one per variation, one for the experiment.
 
+The verdicts are made on the primary metric, which may be a conversion rate, a mean or a
+ratio (``VariationLook.metric``): only the always-valid test of its difference counts, so
+the rules below are the same for every type.
+
 Per variation, first match wins (a verdict already given stays, see "Final" below):
 
-1. ``stop`` if it breaches a guardrail: it is doing harm, whatever its conversion rate.
+1. ``stop`` if it breaches a guardrail (``GuardrailBreach``: a threshold such as latency or
+   error rate; ``GuardrailTest``: a guardrail metric whose non-inferiority test failed):
+   it is doing harm, whatever its primary metric says.
 2. ``ship`` if its always-valid (mSPRT) p-value, Holm-adjusted across variations, is
    below alpha and the always-valid interval lies on the better side of 0; ``stop`` if it
    lies on the worse side (significantly worse: take its traffic away).
@@ -167,6 +173,9 @@ def decide(comparisons: Sequence[VariantComparison], **options: Unpack[DecisionO
 def decide_looks(looks: Sequence[VariationLook], *, mde_absolute: float | None = None,
                  **options: Unpack[DecisionOptions]) -> Decision:
     """``decide`` on looks of any metric type (the module docstring has the rules); ``mde_absolute``: futility band."""
+    unknown = set(options) - DecisionOptions.__optional_keys__
+    if unknown:  # the keywords are one TypedDict, which Python does not check when called
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
     final, srm, plan = options.get("final"), options.get("srm"), options.get("plan")
     alpha, higher_is_better = options.get("alpha", 0.05), options.get("higher_is_better", True)
     if final is not None and final.final:

@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from scipy.stats import norm
+from scipy.special import ndtr
 
 from ._common import check_alpha, z_critical
 from .means import MeanSummary, welch_t_test
@@ -161,7 +161,7 @@ def normal_comparison(control_value: float, variant_value: float, variance: floa
         std_error=se,
         ci_low=difference - half,
         ci_high=difference + half,
-        p_value=float(2.0 * norm.sf(abs(difference) / se)),
+        p_value=float(2.0 * ndtr(-abs(difference) / se)),
         relative_lift=_lift(difference, control_value),
         alpha=alpha,
         enough_data=True,
