@@ -36,7 +36,8 @@ def test_values_before_the_exposure_are_kept_and_replaceable_later_ones_refused(
 
 
 @pytest.mark.parametrize("body, message", [
-    ({"covariate": "revenue_before", "values": [{"user_id": "a", "value": 1}]}, None),  # default experiment: 404
+    ({"experiment": "no-such-experiment", "covariate": "revenue_before", "values": [{"user_id": "a", "value": 1}]},
+     None),  # 404
     ({"covariate": "spend", "values": [{"user_id": "a", "value": 1}]}, "declared: revenue_before"),
     ({"covariate": "revenue_before"}, "values must be a non-empty list"),
     ({"covariate": "revenue_before", "values": []}, "values must be a non-empty list"),
