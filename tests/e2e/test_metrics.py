@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import start_gateway
+from tests.e2e.test_results_page import NumberCollector, assert_page_shows, chromium, dump_dom  # noqa: F401 (fixture)
 from tests.integration.ml_api.results.test_metric_results import DECLARATION  # the four kinds, a covariate
 
 TOKEN = "e2e-metrics-token"
@@ -21,7 +22,7 @@ def gateway(overrides, tmp_path):
     gw.stop()
 
 
-def test_a_declared_experiment_reports_every_metric_and_decides_on_the_primary(gateway):
+def test_a_declared_experiment_reports_every_metric_and_decides_on_the_primary(gateway, chromium, tmp_path):
     created = gateway.post("/admin/experiments", {
         "name": "e2e-metrics", "status": "running", "metrics": DECLARATION,
         "variants": [{"name": "control", "weight": 50, "model": "logreg"},
@@ -42,7 +43,8 @@ def test_a_declared_experiment_reports_every_metric_and_decides_on_the_primary(g
         request_id = served.json()["request_id"]
         for metric, value in (("click", rng.random() < 0.3), ("revenue", revenue.setdefault(user, rng.expovariate(1 / 40))),
                               ("orders", rng.randint(1, 3)), ("latency_ms", rng.gauss(120, 3))):
-            answer = gateway.post("/feedback", {"request_id": request_id, "outcome": value, "metric": metric})
+            answer = gateway.post("/feedback", {"request_id": request_id, "user_id": user, "experiment": "e2e-metrics",
+                                                "outcome": value, "metric": metric})  # all three: Redis may lag
             assert answer.status_code == 202, answer.text
             assert answer.json()["metric"] == metric
 
@@ -72,5 +74,11 @@ def test_a_declared_experiment_reports_every_metric_and_decides_on_the_primary(g
     assert verdict["variant"] == "variation" and verdict["verdict"] == "keep_running"
     assert verdict["reason"].startswith("undecided: rate")  # the primary is a conversion
     assert document["decision"]["action"] == "keep_running"
-    page = gateway.get("/experiments/e2e-metrics/results.html")
-    assert page.status_code == 200 and 'id="metric-select"' in page.text
+    page = NumberCollector()
+    page.feed(dump_dom(chromium, f"{gateway.url}/experiments/e2e-metrics/results.html", tmp_path / "profile"))
+    assert_page_shows(gateway.get("/experiments/e2e-metrics/results").json(), page.numbers)
+    shown = {path for path, _, _ in page.numbers}  # the selector starts on the primary metric
+    assert {"metrics/0/variants/0/value", "metrics/0/comparisons/0/difference", "metrics/0/comparisons/0/ci_low",
+            "metrics/0/comparisons/0/sequential/ci_high"} <= shown
+    options = [attrs.get("value") for tag, attrs in page.elements if tag == "option"]
+    assert options == ["clicked", "revenue", "revenue_per_order", "latency_ms"]
