@@ -189,8 +189,8 @@ def run(config: Config, args: argparse.Namespace) -> None:
         experiment = repo.create(EXPERIMENT, [VariantSpec("control", 50, model), VariantSpec("variation", 50, model)],
                                  actor="bench", status="running", metrics=BENCH_METRICS if args.metrics else None)
         started = time.perf_counter()
-        data = synthetic_rows(experiment.id, args.users, args.outcomes, args.days, args.seed,
-                              FEEDBACK_METRICS if args.metrics else ("outcome",), args.covariates if args.metrics else 0)
+        metrics, covariates = (FEEDBACK_METRICS, args.covariates) if args.metrics else (("outcome",), 0)
+        data = synthetic_rows(experiment.id, args.users, args.outcomes, args.days, args.seed, metrics, covariates)
         print(f"generated rows in {time.perf_counter() - started:.1f} s:",
               ", ".join(f"{table} {len(rows):,}" for table, rows in data.items()))
         infile = args.load == "infile" or (args.load == "auto" and local_infile_enabled(db))

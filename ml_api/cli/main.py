@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--default", help="default variant (the first one if omitted)")
     create.add_argument("--traffic", type=float, default=1.0, help="share of users in the experiment, 0..1")
     create.add_argument("--start", action="store_true", help="start it right away")
-    create.add_argument("--metrics", type=rollout_cli.parse_json, help="the metrics declaration (JSON, as the admin API)")
+    create.add_argument("--metrics", type=rollout_cli.parse_json,
+                        help="the metrics declaration (JSON, as the admin API takes it)")
     metrics = sub.add_parser("metrics", help="show the experiment's metrics, or declare them (JSON)")
     metrics.add_argument("name")
     metrics.add_argument("declaration", type=rollout_cli.parse_json, nargs="?",

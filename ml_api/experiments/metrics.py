@@ -176,7 +176,8 @@ def parse_metric(raw: Any, role: str) -> MetricSpec:
                                 f" allowed: {sorted(allowed)}")
     direction = raw.get("direction", "higher")
     if direction not in DIRECTIONS:
-        raise InvalidDefinition(f"metric {name!r}: direction must be 'higher' or 'lower' (is better), got {direction!r}")
+        raise InvalidDefinition(f"metric {name!r}: direction must be 'higher' or 'lower' (is better), "
+                                f"got {direction!r}")
     spec = MetricSpec(
         name, kind, role, higher_is_better=direction == "higher",
         cap=parse_cap(name, raw["cap"]) if "cap" in raw else None,

@@ -118,7 +118,8 @@ def _variant(spec: MetricSpec, name: str, s: VariantSums) -> dict[str, Any]:
 def _comparison(sums: MetricSums, control: str, name: str, tau2: float | None) -> dict[str, Any]:
     """One variation against the control on this metric."""
     spec = sums.metric
-    fixed = compare_metric(spec.type, moments(sums.variants[control]), moments(sums.variants[name]), ALPHA)  # type: ignore[arg-type]
+    control_moments, variant_moments = moments(sums.variants[control]), moments(sums.variants[name])
+    fixed = compare_metric(spec.type, control_moments, variant_moments, ALPHA)  # type: ignore[arg-type]
     row = {"variant": name, **_fixed(fixed), "sequential": _sequential(fixed, tau2)}
     decisive = fixed
     if sums.cuped is not None:

@@ -44,7 +44,8 @@ def parse_values(raw: Any, max_rows: int, max_user_id_length: int) -> list[tuple
             raise InvalidRequest(f"values[{index}].user_id is required")
         user_id = checked_user_id(item["user_id"], max_user_id_length)
         value = item.get("value")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -MAX_ABS_OUTCOME <= value <= MAX_ABS_OUTCOME:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not -MAX_ABS_OUTCOME <= value <= MAX_ABS_OUTCOME:
             raise InvalidRequest(f"values[{index}].value must be a finite number of magnitude at most "
                                  f"{MAX_ABS_OUTCOME:g}, got {json.dumps(value)[:50]}")
         parsed.append((user_id, float(value)))

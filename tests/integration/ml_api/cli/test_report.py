@@ -61,7 +61,8 @@ def test_every_declared_metric_is_printed_with_its_comparison(client, db, repo, 
                                           for metric in ("click", "revenue", "orders", "latency_ms")])
     text = render(get_results(client, name))
     for metric in ("clicked (primary, conversion of click", "revenue (secondary, mean of revenue",
-                   "revenue_per_order (secondary, ratio of revenue / orders", "latency_ms (guardrail, mean of latency_ms"):
+                   "revenue_per_order (secondary, ratio of revenue / orders",
+                   "latency_ms (guardrail, mean of latency_ms"):
         assert f"Metric {metric}" in text
     assert "capped at" in text and "CUPED on revenue_before" in text
     guardrail = text[text.index("Metric latency_ms"):].splitlines()[4]

@@ -24,7 +24,8 @@ def insert(db, experiment_id: int, exposures: list[tuple[str, str]], outcomes: l
     """Exposures (user, variant) and outcomes (user, variant, metric, value), in multi-row statements."""
     with db.transaction() as conn:
         cursor = conn.cursor()
-        cursor.executemany("INSERT INTO assignments (experiment_id, user_id, variant, assigned_at) VALUES (%s, %s, %s, %s)",
+        cursor.executemany("INSERT INTO assignments (experiment_id, user_id, variant, assigned_at)"
+                           " VALUES (%s, %s, %s, %s)",
                            [(experiment_id, u, v, START + timedelta(seconds=i)) for i, (u, v) in enumerate(exposures)])
         cursor.executemany(
             "INSERT INTO outcomes (feedback_id, experiment_id, user_id, variant, value, recorded_at, metric)"
