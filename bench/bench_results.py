@@ -1,6 +1,12 @@
 """How long the results of a large experiment take: 1,000,000 exposures, 200,000 outcomes.
 
     python bench/bench_results.py [--users 1000000] [--outcomes 200000] [--days 7] [--repeat 5] [--load insert]
+                                  [--metrics] [--covariates 200000]
+
+``--metrics`` declares three feedback metrics (the ``outcome`` conversion as primary, a
+``revenue`` mean capped at its 99th percentile with a CUPED covariate, ``revenue`` per
+``orders`` as a ratio) and spreads the outcome rows over them; ``--covariates`` users get a
+pre-experiment value of the covariate.
 
 Creates its own database (``<MYSQL_DATABASE>_bench_<random>``), bulk-loads synthetic
 exposures, outcomes and per-minute request statistics (LOAD DATA LOCAL INFILE when the
@@ -37,11 +43,18 @@ from ml_api.results.query import fetch_aggregates  # noqa: E402
 from ml_api.telemetry.request_stats import latency_bucket  # noqa: E402
 
 EXPERIMENT = "bench-results"
+BENCH_METRICS = {
+    "primary": {"name": "outcome", "type": "conversion"},
+    "secondary": [{"name": "revenue", "type": "mean", "cap": {"quantile": 0.99}, "covariate": "revenue_before"},
+                  {"name": "revenue_per_order", "type": "ratio", "numerator": "revenue", "denominator": "orders"}],
+}
+FEEDBACK_METRICS = ("outcome", "revenue", "orders")
 START = datetime(2024, 1, 1)
 INSERT_CHUNK = 10_000
 TABLE_COLUMNS = {
     "assignments": ("experiment_id", "user_id", "variant", "assigned_at"),
-    "outcomes": ("feedback_id", "experiment_id", "user_id", "variant", "value", "recorded_at"),
+    "outcomes": ("feedback_id", "experiment_id", "user_id", "variant", "value", "recorded_at", "metric"),
+    "metric_covariates": ("experiment_id", "covariate", "user_id", "value", "recorded_at"),
     "request_stats": ("experiment_id", "variant", "minute", "latency_bucket", "requests", "errors", "fallbacks"),
     "request_totals": ("experiment_id", "variant", "latency_bucket", "requests", "errors", "fallbacks"),
 }
@@ -55,6 +68,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--days", type=float, default=7.0, help="span of the exposures")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--metrics", action="store_true", help="declare three metrics and spread outcomes over them")
+    parser.add_argument("--covariates", type=int, default=0, help="users with a CUPED covariate value (with --metrics)")
     parser.add_argument("--load", choices=("auto", "infile", "insert"), default="auto",
                         help="bulk load: LOAD DATA LOCAL INFILE when the server allows it (auto), or force one")
     return parser.parse_args(argv)
@@ -77,8 +92,10 @@ def bench_database(settings: MySQLSettings) -> Iterator[MySQLSettings]:
         admin.close()
 
 
-def synthetic_rows(experiment_id: int, users: int, outcomes: int, days: float, seed: int) -> dict[str, list[Row]]:
-    """Exposures split 50/50 over ``days``; outcomes (the variation converts more often); request stats per minute."""
+def synthetic_rows(experiment_id: int, users: int, outcomes: int, days: float, seed: int,
+                   metrics: Sequence[str] = ("outcome",), covariates: int = 0) -> dict[str, list[Row]]:
+    """Exposures split 50/50 over ``days``; outcomes (the variation converts more often) spread over ``metrics``;
+    ``covariates`` users with a pre-experiment value; request stats per minute."""
     rng = np.random.default_rng(seed)
     span = days * 86400
     variant_of = np.where(rng.random(users) < 0.5, "control", "variation")
@@ -92,10 +109,15 @@ def synthetic_rows(experiment_id: int, users: int, outcomes: int, days: float, s
     rate = np.where(variant_of[who] == "variation", 0.55, 0.50)
     value = np.where(rng.random(outcomes) < rate, 1.0, 0.0) * rng.exponential(20.0, outcomes)
     delay = rng.exponential(3600.0, outcomes)
+    metric = rng.integers(0, len(metrics), outcomes).tolist()
     outcome_rows = [
-        (secrets.token_hex(16), experiment_id, f"u{u}", variants[u], v, START + timedelta(seconds=seconds[u] + d))
-        for u, v, d in zip(who.tolist(), value.tolist(), delay.tolist())
+        (secrets.token_hex(16), experiment_id, f"u{u}", variants[u], v, START + timedelta(seconds=seconds[u] + d),
+         metrics[m])
+        for u, v, d, m in zip(who.tolist(), value.tolist(), delay.tolist(), metric)
     ]
+    covariate_rows = [(experiment_id, "revenue_before", f"u{u}", round(float(x), 2), START)
+                      for u, x in zip(sorted(rng.choice(users, covariates, replace=False).tolist()),
+                                      rng.exponential(20.0, covariates))] if covariates else []
     request_rows, totals = [], {}
     buckets = sorted({latency_bucket(ms) for ms in (3, 5, 8, 12, 20, 35, 60, 120)})
     first_minute = int(START.replace(tzinfo=timezone.utc).timestamp()) // 60
@@ -107,8 +129,8 @@ def synthetic_rows(experiment_id: int, users: int, outcomes: int, days: float, s
                 summed = totals.setdefault((experiment_id, variant, b), [0, 0, 0])
                 summed[0] += 10
                 summed[2] += fallbacks
-    return {"assignments": assignments, "outcomes": outcome_rows, "request_stats": request_rows,
-            "request_totals": [(*key, *counts) for key, counts in totals.items()]}
+    return {"assignments": assignments, "outcomes": outcome_rows, "metric_covariates": covariate_rows,
+            "request_stats": request_rows, "request_totals": [(*key, *counts) for key, counts in totals.items()]}
 
 
 def local_infile_enabled(db: Database) -> bool:
@@ -165,13 +187,16 @@ def run(config: Config, args: argparse.Namespace) -> None:
         repo = ExperimentRepository(db, config.model_files)
         model = sorted(config.model_files)[0]
         experiment = repo.create(EXPERIMENT, [VariantSpec("control", 50, model), VariantSpec("variation", 50, model)],
-                                 actor="bench", status="running")
+                                 actor="bench", status="running", metrics=BENCH_METRICS if args.metrics else None)
         started = time.perf_counter()
-        data = synthetic_rows(experiment.id, args.users, args.outcomes, args.days, args.seed)
+        metrics, covariates = (FEEDBACK_METRICS, args.covariates) if args.metrics else (("outcome",), 0)
+        data = synthetic_rows(experiment.id, args.users, args.outcomes, args.days, args.seed, metrics, covariates)
         print(f"generated rows in {time.perf_counter() - started:.1f} s:",
               ", ".join(f"{table} {len(rows):,}" for table, rows in data.items()))
         infile = args.load == "infile" or (args.load == "auto" and local_infile_enabled(db))
         for table, rows in data.items():
+            if not rows:
+                continue
             started = time.perf_counter()
             if infile:
                 load_local_infile(settings, table, rows)
@@ -181,7 +206,8 @@ def run(config: Config, args: argparse.Namespace) -> None:
                   f" ({'LOAD DATA LOCAL INFILE' if infile else 'multi-row INSERT'})")
         with db.connection() as conn:
             cursor = conn.cursor()
-            cursor.execute("ANALYZE TABLE assignments, outcomes, exposure_counts, outcome_users, request_totals")
+            cursor.execute("ANALYZE TABLE assignments, outcomes, exposure_counts, metric_users, metric_covariates,"
+                           " request_totals")
             cursor.fetchall()
 
         timed(lambda: experiment_results(db, EXPERIMENT), 1)  # warm the buffer pool and the connection pool

@@ -6,10 +6,14 @@ Depends only on numpy and scipy.
 
 from .bayes import chance_to_beat_control
 from .comparison import VariantComparison, compare_to_control
+from .cuped import CupedComparison, compare_cuped
 from .decision import (
     Action,
     Decision,
+    DecisionOptions,
     GuardrailBreach,
+    GuardrailTest,
+    LookOptions,
     SequentialMonitor,
     Verdict,
     VariationLook,
@@ -18,7 +22,18 @@ from .decision import (
     decide_looks,
 )
 from .means import MeanSummary, WelchTest, welch_t_test
+from .metrics import (
+    METRIC_TYPES,
+    MetricComparison,
+    MetricType,
+    Moments,
+    compare_conversions,
+    compare_means,
+    compare_metric,
+    compare_ratios,
+)
 from .multiple import holm_adjust
+from .noninferiority import GuardrailStatus, NonInferiority, non_inferiority
 from .power import (
     SampleSize,
     days_remaining,
@@ -35,17 +50,29 @@ from .sequential import (
     msprt_log_likelihood_ratio,
     msprt_half_width,
     msprt_two_proportions,
+    sequential_difference,
     tau2_for_mde,
+    tau2_for_numeric_mde,
 )
 from .srm import DEFAULT_SRM_THRESHOLD, SrmResult, sample_ratio_mismatch
 
 __all__ = [
     "DEFAULT_SRM_THRESHOLD",
     "DEFAULT_TAU2",
+    "METRIC_TYPES",
     "Action",
+    "CupedComparison",
     "Decision",
+    "DecisionOptions",
     "GuardrailBreach",
+    "GuardrailStatus",
+    "GuardrailTest",
+    "LookOptions",
     "MeanSummary",
+    "MetricComparison",
+    "MetricType",
+    "Moments",
+    "NonInferiority",
     "ProportionTest",
     "SampleSize",
     "SequentialMonitor",
@@ -58,22 +85,30 @@ __all__ = [
     "WelchTest",
     "always_valid_p_values",
     "chance_to_beat_control",
+    "compare_conversions",
+    "compare_cuped",
+    "compare_means",
+    "compare_metric",
     "compare_proportions",
+    "compare_ratios",
     "compare_to_control",
     "days_remaining",
     "decide",
     "decide_looks",
     "difference_and_variance",
     "holm_adjust",
-    "msprt_log_likelihood_ratio",
     "msprt_half_width",
+    "msprt_log_likelihood_ratio",
     "msprt_power",
     "msprt_two_proportions",
+    "non_inferiority",
     "sample_ratio_mismatch",
     "sample_size_classic",
     "sample_size_cohen_h",
     "sample_size_msprt",
+    "sequential_difference",
     "tau2_for_mde",
+    "tau2_for_numeric_mde",
     "welch_t_test",
     "z_test",
 ]

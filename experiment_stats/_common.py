@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scipy.stats import norm
+from scipy.special import ndtri
 
 
 def check_alpha(alpha: float) -> None:
@@ -18,5 +18,5 @@ def check_counts(conversions: int, users: int) -> None:
 
 
 def z_critical(alpha: float) -> float:
-    """Two-sided standard-normal critical value z_{1-alpha/2}."""
-    return float(norm.isf(alpha / 2.0))
+    """Two-sided standard-normal critical value z_{1-alpha/2} (what norm.isf computes, without its per-call overhead)."""
+    return float(-ndtri(alpha / 2.0))

@@ -1,8 +1,14 @@
 """Turn the statistics into verdicts a team can act on: one per variation, one for the experiment.
 
+The verdicts are made on the primary metric, which may be a conversion rate, a mean or a
+ratio (``VariationLook.metric``): only the always-valid test of its difference counts, so
+the rules below are the same for every type.
+
 Per variation, first match wins (a verdict already given stays, see "Final" below):
 
-1. ``stop`` if it breaches a guardrail: it is doing harm, whatever its conversion rate.
+1. ``stop`` if it breaches a guardrail (``GuardrailBreach``: a threshold such as latency or
+   error rate; ``GuardrailTest``: a guardrail metric whose non-inferiority test failed):
+   it is doing harm, whatever its primary metric says.
 2. ``ship`` if its always-valid (mSPRT) p-value, Holm-adjusted across variations, is
    below alpha and the always-valid interval lies on the better side of 0; ``stop`` if it
    lies on the worse side (significantly worse: take its traffic away).
@@ -28,12 +34,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from .comparison import VariantComparison
+from .cuped import compare_cuped
+from .metrics import MetricType, Moments, compare_metric
 from .multiple import holm_adjust
+from .noninferiority import NonInferiority
 from .power import SampleSize, days_remaining
-from .sequential import SequentialTest, msprt_two_proportions
+from .sequential import SequentialTest, msprt_two_proportions, sequential_difference
 from .srm import SrmResult
 
 Action = Literal["ship_variation", "keep_control", "keep_running", "stop"]
@@ -60,16 +69,33 @@ class GuardrailBreach:
 
 
 @dataclass(frozen=True)
+class GuardrailTest:
+    """A guardrail metric's non-inferiority test for one variation; ``test.failed`` stops the variation."""
+
+    name: str  # the metric, e.g. "p95 latency"
+    variant: str
+    test: NonInferiority
+    unit: str = ""  # appended to numbers in the reason, e.g. " ms"
+
+    def describe(self) -> str:
+        """E.g. 'p95 latency worse than control by more than the margin 20 ms (always-valid bound +31 ms)'."""
+        t = self.test
+        return (f"{self.name} worse than control by more than the margin {t.margin:g}{self.unit} "
+                f"(difference {t.difference:+.4g}{self.unit}, always-valid bound {t.bad_bound:+.4g}{self.unit})")
+
+
+@dataclass(frozen=True)
 class VariationLook:
-    """One variation against the control at one look: what a verdict is made from."""
+    """One variation against the control at one look, on the primary metric: what a verdict is made from."""
 
     variant: str
     users_control: int
     users_variant: int
-    control_rate: float
-    variant_rate: float
-    sequential: SequentialTest
+    control_value: float  # conversion rate, mean per user or ratio of sums
+    variant_value: float
+    sequential: SequentialTest  # always-valid test of variant_value - control_value
     p_value_holm: float  # the running always-valid p-value, Holm-adjusted across variations
+    metric: MetricType = "conversion"  # how values and differences are shown (percentages for conversions)
 
     @classmethod
     def of(cls, c: VariantComparison) -> VariationLook:
@@ -77,10 +103,11 @@ class VariationLook:
                    c.sequential, c.sequential_p_value_holm)
 
     def evidence(self) -> dict[str, Any]:
-        """The numbers behind a verdict, kept with it when it becomes final."""
+        """The numbers behind a verdict, kept with it when it becomes final (rates keep their old keys)."""
         seq = self.sequential
-        return {"users_control": self.users_control, "users_variant": self.users_variant,
-                "control_rate": self.control_rate, "variant_rate": self.variant_rate,
+        values = ({"control_rate": self.control_value, "variant_rate": self.variant_value} if self.metric == "conversion"
+                  else {"metric": self.metric, "control_value": self.control_value, "variant_value": self.variant_value})
+        return {"users_control": self.users_control, "users_variant": self.users_variant, **values,
                 "difference": seq.difference, "ci_low": seq.ci_low, "ci_high": seq.ci_high,
                 "p_value_holm": self.p_value_holm, "current_ci_low": seq.current_ci_low,
                 "current_ci_high": seq.current_ci_high, "drift": seq.drift, "tau2": seq.tau2, "alpha": seq.alpha}
@@ -117,37 +144,40 @@ class Decision:
         return next((v for v in self.variations if v.variant == variant), None)
 
 
-def decide(
-    comparisons: Sequence[VariantComparison],
-    *,
-    plan: SampleSize | None = None,
-    srm: SrmResult | None = None,
-    guardrail_breaches: Sequence[GuardrailBreach] = (),
-    users_per_day_per_variant: float | None = None,
-    alpha: float = 0.05,
-    higher_is_better: bool = True,
-    final: Decision | None = None,
-) -> Decision:
+class LookOptions(TypedDict, total=False):
+    """What a look brings besides the primary metric's numbers; every key is optional."""
+
+    plan: SampleSize | None  # the planned MDE and users needed (conversion primary metric)
+    srm: SrmResult | None
+    guardrail_breaches: Sequence[GuardrailBreach]  # thresholds (latency, error rate) over their limit
+    guardrail_tests: Sequence[GuardrailTest]  # non-inferiority guardrail metrics; failed ones stop a variation
+    users_per_day_per_variant: float | None
+
+
+class DecisionOptions(LookOptions, total=False):
+    """What ``decide`` and ``decide_looks`` take besides the looks: a look's options and the test's settings."""
+
+    alpha: float  # default 0.05
+    higher_is_better: bool  # of the primary metric; default True
+    final: Decision | None  # the decision recorded so far: its final verdicts are kept
+
+
+def decide(comparisons: Sequence[VariantComparison], **options: Unpack[DecisionOptions]) -> Decision:
     """Verdicts from always-valid results, SRM and guardrails; ``plan`` gives the MDE and the users needed."""
+    """Verdicts on a conversion metric from always-valid results, SRM and guardrails; ``plan`` gives the MDE."""
+    plan = options.get("plan")
     return decide_looks([VariationLook.of(c) for c in comparisons],
-                        mde_absolute=abs(plan.absolute_effect) if plan else None, plan=plan, srm=srm,
-                        guardrail_breaches=guardrail_breaches, users_per_day_per_variant=users_per_day_per_variant,
-                        alpha=alpha, higher_is_better=higher_is_better, final=final)
+                        mde_absolute=abs(plan.absolute_effect) if plan else None, **options)
 
 
-def decide_looks(
-    looks: Sequence[VariationLook],
-    *,
-    mde_absolute: float | None = None,
-    plan: SampleSize | None = None,
-    srm: SrmResult | None = None,
-    guardrail_breaches: Sequence[GuardrailBreach] = (),
-    users_per_day_per_variant: float | None = None,
-    alpha: float = 0.05,
-    higher_is_better: bool = True,
-    final: Decision | None = None,
-) -> Decision:
-    """``decide`` on the looks themselves (the module docstring has the rules)."""
+def decide_looks(looks: Sequence[VariationLook], *, mde_absolute: float | None = None,
+                 **options: Unpack[DecisionOptions]) -> Decision:
+    """``decide`` on looks of any metric type (the module docstring has the rules); ``mde_absolute``: futility band."""
+    unknown = set(options) - DecisionOptions.__optional_keys__
+    if unknown:  # the keywords are one TypedDict, which Python does not check when called
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+    final, srm, plan = options.get("final"), options.get("srm"), options.get("plan")
+    alpha, higher_is_better = options.get("alpha", 0.05), options.get("higher_is_better", True)
     if final is not None and final.final:
         return final
     verdicts = []
@@ -156,8 +186,9 @@ def decide_looks(
         if given is not None and given.final:
             verdicts.append(given)
         else:
-            breaches = [b for b in guardrail_breaches if b.variant in (None, look.variant)]
-            verdicts.append(_variation_verdict(look, breaches, mde_absolute, alpha, higher_is_better))
+            harm = [b.describe() for b in options.get("guardrail_breaches", ()) if b.variant in (None, look.variant)]
+            harm += [t.describe() for t in options.get("guardrail_tests", ()) if t.variant == look.variant and t.test.failed]
+            verdicts.append(_variation_verdict(look, harm, mde_absolute, alpha, higher_is_better))
     verdicts_t = tuple(verdicts)
     if srm is not None and srm.flagged:
         return Decision("stop", f"stop: sample ratio mismatch ({_p_text(srm.p_value)})", None, verdicts_t)
@@ -171,19 +202,18 @@ def decide_looks(
         return Decision("keep_control", "keep control: " + "; ".join(_named(v) for v in verdicts_t), None, verdicts_t)
     running = [by_name[v.variant] for v in verdicts_t if not v.final]
     users = min((min(look.users_control, look.users_variant) for look in running), default=0)
-    reason = _keep_running_text(users, plan, users_per_day_per_variant)
+    reason = _keep_running_text(users, plan, options.get("users_per_day_per_variant"))
     concluded = [_named(v) for v in verdicts_t if v.final]
     if concluded:
         reason += "; concluded: " + "; ".join(concluded)
     return Decision("keep_running", reason, None, verdicts_t)
 
 
-def _variation_verdict(look: VariationLook, breaches: Sequence[GuardrailBreach], mde_absolute: float | None,
+def _variation_verdict(look: VariationLook, harm: Sequence[str], mde_absolute: float | None,
                        alpha: float, higher_is_better: bool) -> VariationVerdict:
-    """Classify one variation from its guardrails and its always-valid, Holm-adjusted evidence."""
-    if breaches:
-        return VariationVerdict(look.variant, "stop", "guardrail breached: " + "; ".join(b.describe() for b in breaches),
-                                look.evidence())
+    """Classify one variation from its guardrails (``harm``: what breached) and its always-valid, Holm-adjusted evidence."""
+    if harm:
+        return VariationVerdict(look.variant, "stop", "guardrail breached: " + "; ".join(harm), look.evidence())
     seq = look.sequential
     if look.p_value_holm < alpha and seq.excludes_zero():
         # 0 lies outside the running interval exactly when its p-value is below alpha, so the
@@ -194,57 +224,91 @@ def _variation_verdict(look: VariationLook, breaches: Sequence[GuardrailBreach],
     if mde_absolute is not None and seq.enough_data and -mde_absolute < seq.ci_low and seq.ci_high < mde_absolute:
         return VariationVerdict(
             look.variant, "no_effect",
-            f"always-valid CI {_pp(seq.ci_low, unit=False)} to {_pp(seq.ci_high)}, inside +/-{mde_absolute * 100:.2f} pp:"
-            " an effect as large as the MDE is ruled out", look.evidence())
+            f"always-valid CI {_difference(look, seq.ci_low, unit=False)} to {_difference(look, seq.ci_high)}, inside "
+            f"+/-{_difference(look, mde_absolute).lstrip('+')}: an effect as large as the MDE is ruled out", look.evidence())
     return VariationVerdict(look.variant, KEEP_RUNNING, f"undecided: {_effect_text(look)}", look.evidence())
 
 
 class SequentialMonitor:
     """Looks at an experiment again and again: carries the always-valid state and the verdicts given.
 
-    ``look`` takes the cumulative (conversions, users) of every variant, continues each
-    variation's mSPRT from the previous look, Holm-adjusts across variations and decides
-    with ``final`` = the decision so far, so verdicts stay once given.
+    ``look`` takes the cumulative numbers of every variant on the primary metric, continues
+    each variation's mSPRT from the previous look, Holm-adjusts across variations and decides
+    with ``final`` = the decision so far, so verdicts stay once given. For a conversion metric
+    the numbers are (conversions, users) (or ``Moments`` with y = 0/1); for a mean or ratio
+    metric ``Moments``, compared with ``compare_metric``, or with ``compare_cuped`` when
+    ``cuped`` (a mean metric with its pre-exposure covariate in x). ``tau2`` is in the
+    metric's squared units (``tau2_for_mde``, ``tau2_for_numeric_mde``). The futility band is
+    ``mde_absolute`` if given, else the plan's MDE, else ``mde_relative`` times the control's value.
     """
 
     def __init__(self, control: str, variations: Sequence[str], *, tau2: float, alpha: float = 0.05,
                  mde_relative: float | None = None, higher_is_better: bool = True,
-                 final: Decision | None = None) -> None:
+                 final: Decision | None = None, metric: MetricType = "conversion",
+                 mde_absolute: float | None = None, cuped: bool = False) -> None:
+        if cuped and metric != "mean":
+            raise ValueError(f"CUPED adjusts mean metrics only, not {metric!r}")
         self.control, self.variations = control, tuple(variations)
-        self.tau2, self.alpha, self.mde_relative = tau2, alpha, mde_relative
-        self.higher_is_better = higher_is_better
+        self.tau2, self.alpha, self.mde_relative, self.mde_absolute = tau2, alpha, mde_relative, mde_absolute
+        self.higher_is_better, self.metric, self.cuped = higher_is_better, metric, cuped
         self.tests: dict[str, SequentialTest] = {}
         self.decision: Decision | None = final
 
-    def look(self, counts: Mapping[str, tuple[int, int]], *, srm: SrmResult | None = None,
-             guardrail_breaches: Sequence[GuardrailBreach] = (), plan: SampleSize | None = None,
-             users_per_day_per_variant: float | None = None) -> Decision:
-        """Decide at this look (cumulative counts per variant) and remember the result for the next."""
-        control_conversions, control_users = counts[self.control]
+    def look(self, data: Mapping[str, tuple[int, int] | Moments], **options: Unpack[LookOptions]) -> Decision:
+        """Decide at this look (cumulative numbers per variant) and remember the result for the next."""
+        values = {n: self._value(data[n]) for n in (self.control, *self.variations)}
         for name in self.variations:
-            last = self.tests.get(name)
-            self.tests[name] = msprt_two_proportions(
-                control_conversions, control_users, *counts[name], tau2=self.tau2, alpha=self.alpha,
-                previous_p_value=last.p_value if last else 1.0,
-                previous_ci=(last.ci_low, last.ci_high) if last else (-math.inf, math.inf))
+            self.tests[name] = self._test(data[self.control], data[name], self.tests.get(name))
         holm = holm_adjust([self.tests[n].p_value for n in self.variations])
-        control_rate = control_conversions / control_users if control_users else math.nan
-        looks = [VariationLook(n, control_users, counts[n][1], control_rate,
-                               counts[n][0] / counts[n][1] if counts[n][1] else math.nan, self.tests[n], p)
-                 for n, p in zip(self.variations, holm)]
-        mde = self._mde_absolute(control_rate, plan)
-        self.decision = decide_looks(looks, mde_absolute=mde, plan=plan, srm=srm, guardrail_breaches=guardrail_breaches,
-                                     users_per_day_per_variant=users_per_day_per_variant, alpha=self.alpha,
+        users = {n: _users(data[n]) for n in (self.control, *self.variations)}
+        looks = [VariationLook(n, users[self.control], users[n], values[self.control], values[n], self.tests[n], p,
+                               self.metric) for n, p in zip(self.variations, holm)]
+        mde = self._futility_band(values[self.control], options.get("plan"))
+        self.decision = decide_looks(looks, mde_absolute=mde, **options, alpha=self.alpha,
                                      higher_is_better=self.higher_is_better, final=self.decision)
         return self.decision
 
-    def _mde_absolute(self, control_rate: float, plan: SampleSize | None) -> float | None:
-        """The futility band: the plan's MDE, else the relative MDE on the control's observed rate."""
+    def _test(self, control: tuple[int, int] | Moments, variant: tuple[int, int] | Moments,
+              last: SequentialTest | None) -> SequentialTest:
+        """This variation's always-valid test at this look, continued from its last one."""
+        if self.metric == "conversion":
+            return msprt_two_proportions(*_counts(control), *_counts(variant), tau2=self.tau2, alpha=self.alpha,
+                                         previous_p_value=last.p_value if last else 1.0,
+                                         previous_ci=(last.ci_low, last.ci_high) if last else (-math.inf, math.inf))
+        if not isinstance(control, Moments) or not isinstance(variant, Moments):
+            raise TypeError(f"a {self.metric} metric needs Moments per variant")
+        fixed = (compare_cuped(control, variant, self.alpha).adjusted if self.cuped
+                 else compare_metric(self.metric, control, variant, self.alpha))
+        return sequential_difference(fixed.difference, fixed.variance, self.tau2, self.alpha, last)
+
+    def _value(self, data: tuple[int, int] | Moments) -> float:
+        """The variant's value on the metric (rate, mean or ratio; NaN without data), as shown in the reasons."""
+        if isinstance(data, Moments):
+            denominator = data.sum_x if self.metric == "ratio" else data.n
+            return data.sum_y / denominator if denominator else math.nan
+        conversions, users = data
+        return conversions / users if users else math.nan
+
+    def _futility_band(self, control_value: float, plan: SampleSize | None) -> float | None:
+        """The futility band: the absolute MDE, else the plan's, else the relative MDE on the control's value."""
+        if self.mde_absolute is not None:
+            return abs(self.mde_absolute)
         if plan is not None:
             return abs(plan.absolute_effect)
-        if self.mde_relative is None or not 0.0 < control_rate < 1.0:
+        if self.mde_relative is None or not math.isfinite(control_value) or control_value == 0.0:
             return None
-        return abs(control_rate * self.mde_relative)
+        if self.metric == "conversion" and not control_value < 1.0:
+            return None
+        return abs(control_value * self.mde_relative)
+
+
+def _counts(data: tuple[int, int] | Moments) -> tuple[int, int]:
+    """(conversions, users) of a conversion metric, from counts or from Moments of a 0/1 value."""
+    return (round(data.sum_y), data.n) if isinstance(data, Moments) else data
+
+
+def _users(data: tuple[int, int] | Moments) -> int:
+    return data.n if isinstance(data, Moments) else data[1]
 
 
 def _named(v: VariationVerdict) -> str:
@@ -252,20 +316,35 @@ def _named(v: VariationVerdict) -> str:
 
 
 def _effect_text(look: VariationLook) -> str:
-    """'rate 10% -> 11.3% (+1.30 pp, always-valid 95% CI +0.40 to +2.20 pp, p=0.003)', and why an interval
-    that excludes the estimate does so."""
+    """'rate 10% -> 11.3% (+1.30 pp, always-valid 95% CI +0.40 to +2.20 pp, p=0.003)' (or 'mean 2.5 -> 2.7 (+0.2, ...'),
+    and why an interval that excludes the estimate does so."""
     seq = look.sequential
+    label = {"conversion": "rate", "mean": "mean", "ratio": "ratio"}[look.metric]
     text = (
-        f"rate {_percent(look.control_rate)} -> {_percent(look.variant_rate)} "
-        f"({_pp(seq.difference)}, always-valid {_percent(1 - seq.alpha)} CI "
-        f"{_pp(seq.ci_low, unit=False)} to {_pp(seq.ci_high)}, {_p_text(look.p_value_holm)})"
+        f"{label} {_value(look, look.control_value)} -> {_value(look, look.variant_value)} "
+        f"({_difference(look, seq.difference)}, always-valid {_percent(1 - seq.alpha)} CI "
+        f"{_difference(look, seq.ci_low, unit=False)} to {_difference(look, seq.ci_high)}, {_p_text(look.p_value_holm)})"
     )
     if seq.restarted:
         text += "; the effect moved over time: this look's interval missed the earlier looks', so the evidence restarted here"
     elif seq.drift:
         text += (f"; the effect moved over time: the estimate is outside the interval of all looks, this look alone "
-                 f"gives {_pp(seq.current_ci_low, unit=False)} to {_pp(seq.current_ci_high)}")
+                 f"gives {_difference(look, seq.current_ci_low, unit=False)} to {_difference(look, seq.current_ci_high)}")
     return text
+
+
+def _value(look: VariationLook, x: float) -> str:
+    """A rate as a percentage, a mean or ratio with 4 significant digits."""
+    return _percent(x) if look.metric == "conversion" else _number(x)
+
+
+def _difference(look: VariationLook, x: float, unit: bool = True) -> str:
+    """A difference of rates in percentage points, of means or ratios as a signed number."""
+    return _pp(x, unit) if look.metric == "conversion" else _number(x, signed=True)
+
+
+def _number(x: float, signed: bool = False) -> str:
+    return "n/a" if math.isnan(x) else f"{x:+.4g}" if signed else f"{x:.4g}"
 
 
 def _keep_running_text(users: int, plan: SampleSize | None, users_per_day: float | None) -> str:

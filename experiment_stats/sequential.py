@@ -1,4 +1,4 @@
-"""Always-valid inference for the difference of two conversion rates (mSPRT).
+"""Always-valid inference for a difference between two groups (mSPRT): conversion rates, means, ratios.
 
 Why: a fixed-horizon p-value is only valid if you look once, at a sample size
 fixed in advance. A dashboard refreshed every minute "peeks" hundreds of times,
@@ -9,6 +9,10 @@ interval that stay valid at *every* peek, and under any data-dependent stopping 
 
 How (normal approximation): the observed difference d = p_b - p_a is treated as
 d ~ N(theta, s2), with s2 = p_a(1-p_a)/n_a + p_b(1-p_b)/n_b (plug-in, unpooled).
+Nothing below uses that d is a difference of rates: ``sequential_difference`` runs the same
+test on any asymptotically normal difference with a plug-in variance (a difference of
+means with s_a^2/n_a + s_b^2/n_b, of ratios with the delta-method variance, of
+CUPED-adjusted means), and ``msprt_two_proportions`` is that test on rates.
 Against H0: theta = theta0 we mix the alternative over theta ~ N(theta0, tau2),
 which gives the likelihood ratio in closed form:
 
@@ -48,6 +52,9 @@ Keep tau2 and alpha fixed for the life of an experiment: ``tau2_for_mde`` derive
 the planned minimum detectable effect, tau2 = (baseline_rate * relative MDE) ** 2, and the
 gateway stores it with the experiment when it starts.
 
+For a numeric metric tau2 is in squared units of the metric: ``tau2_for_numeric_mde``
+gives tau2 = mde_absolute ** 2 (e.g. a planned +0.50 EUR revenue per user -> 0.25).
+
 Caveat: the plug-in variance is an approximation that needs a few conversions in
 each group; with s2 = 0 (e.g. no conversions yet) the test reports no evidence
 (Lambda = 1) and ``enough_data`` is False.
@@ -69,9 +76,9 @@ DEFAULT_TAU2 = 1e-4  # (1 percentage point)**2, see module docstring
 
 @dataclass(frozen=True)
 class SequentialTest:
-    """Always-valid (mSPRT) result for p_b - p_a at this look: the current pair and the running pair."""
+    """Always-valid (mSPRT) result for the difference b - a at this look: the current pair and the running pair."""
 
-    difference: float  # p_b - p_a observed now
+    difference: float  # b - a observed now (rates, means, ratios, ...)
     std_error: float  # sqrt(s2), unpooled
     log_likelihood_ratio: float  # ln Lambda for theta0 = 0 at this look
     p_value: float  # running: minimum of 1/Lambda over the looks since the last restart, capped at 1
@@ -104,6 +111,17 @@ def tau2_for_mde(baseline_rate: float, mde: float, *, relative: bool = True) -> 
     if not 0.0 < abs(effect) <= 1.0:
         raise ValueError(f"the MDE must be a non-zero effect of at most 100 %, got {mde!r}")
     return effect**2
+
+
+def tau2_for_numeric_mde(mde_absolute: float) -> float:
+    """Mixing variance for a numeric metric planned to detect an absolute effect ``mde_absolute``: its square.
+
+    Same reasoning as ``tau2_for_mde``: the test is fastest for effects of about tau, in
+    the metric's own units (a planned +0.50 EUR per user -> tau2 = 0.25).
+    """
+    if not (math.isfinite(mde_absolute) and mde_absolute != 0.0):
+        raise ValueError(f"the MDE must be a finite non-zero absolute effect, got {mde_absolute!r}")
+    return float(mde_absolute) ** 2
 
 
 def msprt_log_likelihood_ratio(
@@ -149,13 +167,39 @@ def msprt_two_proportions(
     experiment (same tau2 and alpha); the defaults mean "first look". The running pair
     restarts at this look when its interval misses the previous one (see the module docstring).
     """
-    check_alpha(alpha)
     check_counts(conversions_a, users_a)
     check_counts(conversions_b, users_b)
     d_arr, v_arr = difference_and_variance(conversions_a, users_a, conversions_b, users_b)
-    difference, variance = float(d_arr), float(v_arr)
+    return _continue(float(d_arr), float(v_arr), tau2, alpha, previous_p_value, previous_ci)
+
+
+def sequential_difference(
+    difference: float,
+    variance: float,
+    tau2: float,
+    alpha: float = 0.05,
+    previous: SequentialTest | None = None,
+) -> SequentialTest:
+    """Always-valid p-value and CI for any asymptotically normal difference, continuing ``previous``.
+
+    ``difference`` is variant - control on the metric's scale and ``variance`` its plug-in
+    variance (e.g. ``MetricComparison.difference`` and ``.variance``); ``tau2`` is in the
+    same squared units (``tau2_for_numeric_mde``). ``previous`` is this comparison's
+    result at the last look (same tau2 and alpha), None at the first. Running and current
+    pairs, restarts and drift are exactly those of ``msprt_two_proportions``; a variance
+    that is 0 or NaN means not enough data.
+    """
+    if previous is None:
+        return _continue(difference, variance, tau2, alpha, 1.0, (-math.inf, math.inf))
+    return _continue(difference, variance, tau2, alpha, previous.p_value, (previous.ci_low, previous.ci_high))
+
+
+def _continue(difference: float, variance: float, tau2: float, alpha: float, previous_p_value: float,
+              previous_ci: tuple[float, float]) -> SequentialTest:
+    """This look's current pair, and the running pair continued from the previous look's (see the module docstring)."""
+    check_alpha(alpha)
     log_lr = float(msprt_log_likelihood_ratio(difference, variance, tau2))
-    enough_data = variance > 0
+    enough_data = bool(variance > 0) and math.isfinite(difference)
     current_p = min(1.0, math.exp(-log_lr))
     p, (low, high) = min(previous_p_value, current_p), previous_ci
     now_low, now_high, restarted = -math.inf, math.inf, False

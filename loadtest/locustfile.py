@@ -7,9 +7,14 @@ does. Every answer is checked: the variant of a user must never change within a 
 the variant recorded for feedback must be the one served. A change is a Locust failure
 "sticky violation" on the request that revealed it.
 
+Feedback posts two metrics: ``outcome`` (was the prediction right) and, for a share of the
+right ones, a purchase under ``--revenue-metric`` (default ``revenue``). An experiment that
+does not declare that metric answers 400 naming the metrics it takes; the run then stops
+posting it (logged once) rather than counting failures.
+
 Options (command line, ``loadtest/*.conf`` or ``LOCUST_*`` environment variables):
 ``--population``, ``--zipf-exponent``, ``--visits-per-user``, ``--feedback-rate``,
-``--experiment`` (empty: the gateway's DEFAULT_EXPERIMENT), ``--user-prefix``.
+``--revenue-metric``, ``--experiment`` (empty: the gateway's DEFAULT_EXPERIMENT), ``--user-prefix``.
 
     make loadtest                       # web UI on http://127.0.0.1:8089
     locust --config loadtest/smoke.conf --host http://127.0.0.1:8000   # 30 s headless
@@ -50,6 +55,8 @@ def add_options(parser: Any) -> None:
                         help="predictions in one visit before the simulated user draws another id")
     parser.add_argument("--feedback-rate", type=float, default=0.2, env_var="LOCUST_FEEDBACK_RATE",
                         help="share of predictions followed by POST /feedback")
+    parser.add_argument("--revenue-metric", default="revenue", env_var="LOCUST_REVENUE_METRIC",
+                        help="second feedback metric, a purchase amount (empty: post only the outcome)")
     parser.add_argument("--experiment", default="", env_var="LOCUST_EXPERIMENT",
                         help="experiment name; empty for the gateway's default")
     parser.add_argument("--user-prefix", default="load", env_var="LOCUST_USER_PREFIX",
@@ -164,8 +171,22 @@ class GatewayUser(HttpUser):
 
     def feedback(self, served: Served) -> None:
         """The outcome is whether the prediction named the species the flower was drawn from."""
-        body = {"request_id": served.request_id, "outcome": served.prediction == served.species}
-        with self.client.post("/feedback", json=body, name="/feedback", catch_response=True) as response:
+        right = served.prediction == served.species
+        self.post_feedback(served, {"request_id": served.request_id, "outcome": right}, "/feedback")
+        metric = self.environment.parsed_options.revenue_metric
+        if right and metric and not _shared.get("revenue_refused") and self.rng.random() < 0.5:
+            amount = round(self.rng.lognormvariate(3.0, 0.8), 2)  # a purchase, about 20 on the median
+            self.post_feedback(served, {"request_id": served.request_id, "outcome": amount, "metric": metric},
+                               f"/feedback [{metric}]")
+
+    def post_feedback(self, served: Served, body: dict[str, Any], name: str) -> None:
+        """One outcome; the variant it was recorded for must be the one served."""
+        with self.client.post("/feedback", json=body, name=name, catch_response=True) as response:
+            if "metric" in body and response.status_code == 400 and "has no metric" in response.text:
+                log.warning("the experiment does not declare the metric %r; posting only outcomes", body["metric"])
+                _shared["revenue_refused"] = True
+                response.success()
+                return
             answer = expect_json(response, 202)
             if answer is not None and answer.get("variant") != served.variant:
                 log.error("%s: %s served %s, recorded %s", STICKY_VIOLATION, served.user_id, served.variant,

@@ -20,6 +20,7 @@ from ml_api.services import Services, build_services, init_app
 from ml_api.telemetry import event_kinds
 from ml_api.web import (
     admin,
+    covariates,
     docs,
     experiments,
     feedback,
@@ -33,7 +34,7 @@ from ml_api.web import (
 from ml_api.web.json_provider import OrjsonProvider
 from ml_api.web.predict_lane import PredictLane
 
-BLUEPRINTS = (predict, feedback, experiments, health, admin, rollout_admin, metrics, results, docs)
+BLUEPRINTS = (predict, feedback, covariates, experiments, health, admin, rollout_admin, metrics, results, docs)
 
 
 def create_app(overrides: Mapping[str, str] | None = None) -> Flask:

@@ -76,6 +76,8 @@ CREATE TABLE IF NOT EXISTS outcomes (
     request_id    CHAR(32)     NULL,
     value         DOUBLE       NOT NULL,
     recorded_at   TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    -- The named metric the value is for (POST /feedback {"metric"}; ml_api/experiments/metrics.py).
+    metric        VARCHAR(64)  NOT NULL DEFAULT 'outcome',
     PRIMARY KEY (id),
     UNIQUE KEY uq_outcomes_feedback (feedback_id),
     KEY ix_outcomes_user (experiment_id, variant, user_id),
@@ -113,31 +115,83 @@ CREATE TRIGGER IF NOT EXISTS assignments_count_exposure AFTER INSERT ON assignme
     VALUES (NEW.experiment_id, NEW.variant, UNIX_TIMESTAMP(NEW.assigned_at) DIV 3600, CRC32(NEW.user_id) % 16, 1)
     ON DUPLICATE KEY UPDATE users = users + 1;
 
--- Per user with outcomes: how many, their sum, and when the first positive one was
--- recorded (the moment the user converted; NULL if none was positive).
-CREATE TABLE IF NOT EXISTS outcome_users (
+-- Upgrade: a database whose outcomes predate named metrics gets the column (every old
+-- outcome is the default metric). Plain SQL on MySQL 8 and MariaDB: the ALTER runs only
+-- when information_schema says the column is missing.
+SET @add_outcome_metric = IF((SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE()
+    AND table_name = 'outcomes' AND column_name = 'metric') = 0,
+    'ALTER TABLE outcomes ADD COLUMN metric VARCHAR(64) NOT NULL DEFAULT ''outcome''', 'DO 0');
+PREPARE add_outcome_metric FROM @add_outcome_metric;
+EXECUTE add_outcome_metric;
+DEALLOCATE PREPARE add_outcome_metric;
+
+-- Per user and metric with outcomes: how many, their sum, and when the first positive one
+-- was recorded (the moment the user converted on that metric; NULL if none was positive).
+-- Users without outcomes have no row (they count as 0), so the table grows with the users
+-- who sent feedback, not with the exposures. ix_metric_users_total serves the capping
+-- quantile (the k-th largest per-user sum) as an index walk.
+CREATE TABLE IF NOT EXISTS metric_users (
     experiment_id INT UNSIGNED NOT NULL,
+    metric        VARCHAR(64)  NOT NULL,
     variant       VARCHAR(64)  NOT NULL,
     user_id       VARCHAR(128) NOT NULL,
     outcomes      INT UNSIGNED NOT NULL,
     total         DOUBLE       NOT NULL,
     converted_at  TIMESTAMP(3) NULL DEFAULT NULL,
-    PRIMARY KEY (experiment_id, variant, user_id),
-    CONSTRAINT fk_outcome_users_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+    PRIMARY KEY (experiment_id, metric, variant, user_id),
+    KEY ix_metric_users_total (experiment_id, metric, total),
+    CONSTRAINT fk_metric_users_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
--- Once, for outcomes recorded before this table existed (as for exposure_counts).
-INSERT INTO outcome_users (experiment_id, variant, user_id, outcomes, total, converted_at)
-    SELECT experiment_id, variant, user_id, COUNT(*), SUM(value), MIN(IF(value > 0, recorded_at, NULL))
-    FROM outcomes WHERE NOT EXISTS (SELECT 1 FROM outcome_users)
-    GROUP BY experiment_id, variant, user_id;
+-- Upgrade from the single-outcome summary (outcome_users, one row per user): its trigger
+-- goes first, so no outcome is summed twice; then the per-metric rows are built once from
+-- the raw outcomes (a no-op as soon as metric_users has rows) before the new trigger.
+DROP TRIGGER IF EXISTS outcomes_sum_per_user;
+DROP TABLE IF EXISTS outcome_users;
+INSERT INTO metric_users (experiment_id, metric, variant, user_id, outcomes, total, converted_at)
+    SELECT experiment_id, metric, variant, user_id, COUNT(*), SUM(value), MIN(IF(value > 0, recorded_at, NULL))
+    FROM outcomes WHERE NOT EXISTS (SELECT 1 FROM metric_users)
+    GROUP BY experiment_id, metric, variant, user_id;
 
 -- A replayed outcome (same feedback_id) is a no-op update and is not counted twice.
-CREATE TRIGGER IF NOT EXISTS outcomes_sum_per_user AFTER INSERT ON outcomes FOR EACH ROW
-    INSERT INTO outcome_users (experiment_id, variant, user_id, outcomes, total, converted_at)
-    VALUES (NEW.experiment_id, NEW.variant, NEW.user_id, 1, NEW.value, IF(NEW.value > 0, NEW.recorded_at, NULL))
+CREATE TRIGGER IF NOT EXISTS outcomes_sum_per_metric_user AFTER INSERT ON outcomes FOR EACH ROW
+    INSERT INTO metric_users (experiment_id, metric, variant, user_id, outcomes, total, converted_at)
+    VALUES (NEW.experiment_id, NEW.metric, NEW.variant, NEW.user_id, 1, NEW.value,
+            IF(NEW.value > 0, NEW.recorded_at, NULL))
     ON DUPLICATE KEY UPDATE outcomes = outcomes + 1, total = total + VALUES(total),
         converted_at = COALESCE(LEAST(converted_at, VALUES(converted_at)), converted_at, VALUES(converted_at));
+
+-- CUPED covariates (POST /covariates): one pre-experiment value per user, experiment and
+-- covariate name, accepted only while the user has no exposure in the experiment (a value
+-- seen after the treatment could carry its effect). Exposed users without one count as 0.
+-- variant: NULL until the user's first exposure, then set by the trigger below, so the
+-- results sum the covariate per variant without joining the exposures.
+CREATE TABLE IF NOT EXISTS metric_covariates (
+    experiment_id INT UNSIGNED NOT NULL,
+    covariate     VARCHAR(64)  NOT NULL,
+    user_id       VARCHAR(128) NOT NULL,
+    value         DOUBLE       NOT NULL,
+    recorded_at   TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    variant       VARCHAR(64)  NULL DEFAULT NULL,
+    PRIMARY KEY (experiment_id, covariate, user_id),
+    KEY ix_metric_covariates_user (experiment_id, user_id),
+    CONSTRAINT fk_metric_covariates_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- A first exposure marks the user's covariate values with the variant (one index probe,
+-- which finds nothing for the users without covariates).
+CREATE TRIGGER IF NOT EXISTS assignments_mark_covariates AFTER INSERT ON assignments FOR EACH ROW
+    UPDATE metric_covariates SET variant = NEW.variant
+    WHERE experiment_id = NEW.experiment_id AND user_id = NEW.user_id;
+
+-- The metrics an experiment declares (ml_api/experiments/metrics.py) as JSON: primary,
+-- secondary and guardrail metrics. No row: the default metric `outcome`.
+CREATE TABLE IF NOT EXISTS experiment_metrics (
+    experiment_id INT UNSIGNED NOT NULL,
+    declaration   TEXT         NOT NULL,
+    PRIMARY KEY (experiment_id),
+    CONSTRAINT fk_experiment_metrics_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- Requests per experiment, variant and minute (Unix time DIV 60), the data behind the
 -- guardrails, one row per latency bucket: bucket 0 holds latencies up to 0.25 ms,

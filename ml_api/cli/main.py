@@ -8,6 +8,7 @@
     python -m ml_api.cli force checkout-model user-42 variation
     python -m ml_api.cli unforce checkout-model user-42
     python -m ml_api.cli history checkout-model
+    python -m ml_api.cli metrics checkout-model ['{"primary": {...}, "secondary": [...], "guardrails": [...]}']
     python -m ml_api.cli rollout|shadow|unshadow|ramp|unramp|guardrails ...   # see ml_api/cli/rollout.py
     python -m ml_api.cli init-db          # apply the schema, seed the default experiment
     python -m ml_api.cli shell-env        # settings as shell assignments, for scripts
@@ -36,6 +37,11 @@ from ml_api.cli.changes import open_events, repository
 from ml_api.telemetry.events import EventEmitter
 
 DEMO_VARIANTS = [VariantSpec("control", 50, "logreg"), VariantSpec("variation", 50, "forest")]
+# The iris demo's metrics: the default outcome conversion (primary) and its mean, plus a revenue mean the load
+# test posts; the primary is the default one, so an iris-models created before metrics existed can declare these.
+DEMO_METRICS = {"primary": {"name": "outcome", "type": "conversion"},
+                "secondary": [{"name": "outcome_value", "type": "mean", "source": "outcome"},
+                              {"name": "revenue", "type": "mean", "cap": {"quantile": 0.99}}]}
 CHURN_EXPERIMENT = "churn-models"  # the named-feature demo: Pipelines on telecom-style columns
 CHURN_VARIANTS = [VariantSpec("control", 50, "churn_logreg"), VariantSpec("variation", 50, "churn_boost")]
 
@@ -72,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--default", help="default variant (the first one if omitted)")
     create.add_argument("--traffic", type=float, default=1.0, help="share of users in the experiment, 0..1")
     create.add_argument("--start", action="store_true", help="start it right away")
+    create.add_argument("--metrics", type=rollout_cli.parse_json,
+                        help="the metrics declaration (JSON, as the admin API takes it)")
+    metrics = sub.add_parser("metrics", help="show the experiment's metrics, or declare them (JSON)")
+    metrics.add_argument("name")
+    metrics.add_argument("declaration", type=rollout_cli.parse_json, nargs="?",
+                         help='e.g. \'{"primary": {"name": "converted", "type": "conversion"}}\'')
     weights = sub.add_parser("set-weights")
     weights.add_argument("name")
     weights.add_argument("weights", type=parse_weight, nargs="+", help="variant=weight ...")
@@ -100,7 +112,8 @@ def init_db(config: Config, events: EventEmitter) -> None:
     for name, variants in {config.default_experiment: DEMO_VARIANTS, CHURN_EXPERIMENT: CHURN_VARIANTS}.items():
         if name in existing or not {v.model for v in variants} <= set(config.model_files):
             continue
-        repo.create(name, variants, actor="init-db", status=ExperimentStatus.RUNNING)
+        repo.create(name, variants, actor="init-db", status=ExperimentStatus.RUNNING,
+                    metrics=DEMO_METRICS if name == config.default_experiment else None)
         models = ", ".join(f"{v.name}: {v.model}" for v in variants)
         print(f"created experiment {name!r} ({models}, 50/50)")
     print(f"schema applied to {config.mysql.database} on {config.mysql.host}:{config.mysql.port}")
@@ -118,7 +131,13 @@ def run(args: argparse.Namespace, config: Config, events: EventEmitter) -> objec
             return repo.history(args.name)
         case "create":
             status = ExperimentStatus.RUNNING if args.start else ExperimentStatus.DRAFT
-            return describe(repo.create(args.name, args.variant, actor, args.default, args.traffic, status=status))
+            created = repo.create(args.name, args.variant, actor, args.default, args.traffic, status=status,
+                                  metrics=args.metrics)
+            return describe(created) | {"metrics": repo.metrics(args.name).as_dict()}
+        case "metrics":
+            if args.declaration is not None:
+                repo.set_metrics(args.name, args.declaration, actor)
+            return repo.metrics(args.name).as_dict()
         case "start" | "pause" | "stop":
             return describe(repo.set_status(args.name, STATUS_OF_ACTION[args.command], actor))
         case "set-weights":

@@ -33,6 +33,7 @@ FORMATS: dict[str, Callable[[float], str]] = {
     "p": lambda v: f"{v:.1e}" if v < 0.0001 else f"{v:.4f}",
     "ms": lambda v: f"{v:.1f} ms",
     "num": lambda v: f"{v:.2f}",
+    "snum": lambda v: f"{v:+.4g}",
     "days": lambda v: f"{v:.1f}",
 }
 
@@ -77,11 +78,34 @@ def render(doc: dict[str, Any]) -> str:
               show(c["chance_to_beat_control"], "pct"), show(c["welch"]["difference"], "num"),
               show(c["welch"]["p_value"], "p")] for c in doc["comparisons"]],
         ),
+        *(metric_text(m) for m in doc["metrics"]),
         srm_text(doc["srm"]),
         guardrails_text(doc["guardrails"], doc["control"]),
         power_text(doc["power"]),
     ]
     return "\n\n".join(sections) + "\n"
+
+
+def metric_text(metric: dict[str, Any]) -> str:
+    """One declared metric: how it is defined, each variant's value, each variation against the control."""
+    fmt, diff = ("pct", "pp") if metric["type"] == "conversion" else ("num", "snum")
+    reads = (f"{metric['numerator']} / {metric['denominator']}" if metric["type"] == "ratio" else metric["source"])
+    cap = f", capped at {show(metric['cap_applied'], 'num')}" if metric.get("cap") else ""
+    covariate = f", CUPED on {metric['covariate']}" if metric.get("covariate") else ""
+    head = (f"Metric {metric['name']} ({metric['role']}, {metric['type']} of {reads}, {metric['direction']} is better"
+            f"{cap}{covariate})")
+    values = "  ".join(f"{v['variant']}: {show(v['value'], fmt)}" for v in metric["variants"])
+    rows = []
+    for c in metric["comparisons"]:
+        seq, cuped, guard = c["sequential"] or {}, c.get("cuped"), c.get("non_inferiority")
+        rows.append([c["variant"], show(c["difference"], diff), interval(c["ci_low"], c["ci_high"], diff),
+                     show(c["p_value"], "p"), interval(seq.get("ci_low"), seq.get("ci_high"), diff),
+                     f"{show(cuped['difference'], diff)} {interval(cuped['ci_low'], cuped['ci_high'], diff)}, "
+                     f"variance removed {show(cuped['variance_reduction'], 'pct')}" if cuped else DASH,
+                     f"{guard['status']} (margin {guard['margin']:g}, bound {show(guard['bound'], 'snum')})"
+                     if guard else DASH])
+    return f"{head}\n{values}\n" + table(
+        ["variation", "difference", "95% CI", "p", "always-valid CI", "CUPED", "non-inferiority"], rows)
 
 
 def srm_text(srm: dict[str, Any]) -> str:

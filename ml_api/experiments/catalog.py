@@ -19,6 +19,7 @@ from pathlib import Path
 from assigner import Experiment
 from ml_api.errors import DatabaseUnavailable, DefinitionsUnavailable, UnknownExperiment
 from ml_api.experiments.definitions import describe, from_description
+from ml_api.experiments.metrics import DEFAULT_METRICS, MetricSet, parse_metrics, read_all_metrics
 from ml_api.experiments.repository import definitions_version, load_experiments
 from ml_api.infra.database import Database
 
@@ -34,6 +35,7 @@ class ExperimentCatalog:
         self._refresh_seconds = refresh_seconds
         self._clock = clock
         self._experiments: dict[str, Experiment] | None = None
+        self._metrics: dict[int, MetricSet] = {}  # declared metric sets by experiment id
         self._fingerprint: tuple[int, int] | None = None
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
@@ -50,6 +52,11 @@ class ExperimentCatalog:
         if experiment is None:
             raise UnknownExperiment(name)
         return experiment
+
+    def metrics_of(self, experiment: Experiment) -> MetricSet:
+        """The metrics ``experiment`` declares (the default ones when it declares none), as last loaded."""
+        self._refresh_if_due()
+        return self._metrics.get(experiment.id, DEFAULT_METRICS)
 
     def all(self) -> dict[str, Experiment]:
         self._refresh_if_due()
@@ -81,6 +88,7 @@ class ExperimentCatalog:
                 fingerprint = definitions_version(conn)
                 if fingerprint != self._fingerprint or self._experiments is None:
                     self._experiments = load_experiments(conn)
+                    self._metrics = read_all_metrics(conn)
                     self._fingerprint = fingerprint
                     self._write_snapshot(self._experiments)
             self.last_error = None
@@ -88,12 +96,14 @@ class ExperimentCatalog:
             self.last_error = f"MySQL unavailable, serving last known definitions: {exc}"
             log.warning(self.last_error)
             if self._experiments is None:
-                self._experiments = self._read_snapshot()
+                self._experiments, self._metrics = self._read_snapshot() or (None, {})
         finally:
             self._checked_at = started  # only now: requests arriving meanwhile waited for this read
 
     def _write_snapshot(self, experiments: dict[str, Experiment]) -> None:
-        data = [describe(e) | {"id": e.id} for e in experiments.values()]
+        data = [describe(e) | {"id": e.id}
+                | ({"metrics": self._metrics[e.id].as_dict()} if e.id in self._metrics else {})
+                for e in experiments.values()]
         temporary = self._snapshot_path.with_suffix(f".{os.getpid()}.tmp")
         try:
             self._snapshot_path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,10 +112,11 @@ class ExperimentCatalog:
         except OSError as exc:
             log.warning("could not write the definitions snapshot %s: %s", self._snapshot_path, exc)
 
-    def _read_snapshot(self) -> dict[str, Experiment] | None:
+    def _read_snapshot(self) -> tuple[dict[str, Experiment], dict[int, MetricSet]] | None:
         try:
             data = json.loads(self._snapshot_path.read_text())
         except (OSError, ValueError):
             return None
         log.warning("serving experiment definitions from the snapshot %s", self._snapshot_path)
-        return {item["name"]: from_description(item) for item in data}
+        return ({item["name"]: from_description(item) for item in data},
+                {int(item["id"]): parse_metrics(item["metrics"]) for item in data if "metrics" in item})

@@ -8,6 +8,7 @@ from typing import Any
 
 from assigner import AssignmentSource, Experiment
 from ml_api.errors import DatabaseUnavailable
+from ml_api.experiments.metrics import DEFAULT_FEEDBACK_METRIC
 from ml_api.infra.database import Database
 from ml_api.infra.spool import Record, Spool
 
@@ -24,8 +25,8 @@ INSERT_EXPOSURES = (
     " ON DUPLICATE KEY UPDATE experiment_id = experiment_id"
 )
 INSERT_OUTCOME = (
-    "INSERT INTO outcomes (feedback_id, experiment_id, user_id, variant, request_id, value, recorded_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE feedback_id = feedback_id"
+    "INSERT INTO outcomes (feedback_id, experiment_id, user_id, variant, request_id, value, recorded_at, metric)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE feedback_id = feedback_id"
 )
 # The true label sent with an outcome (optional), for the accuracy of served and shadow models.
 INSERT_LABEL = (
@@ -217,6 +218,7 @@ def _outcome_row(p: dict[str, Any]) -> tuple:
         p.get("request_id"),
         float(p["value"]),
         datetime.fromisoformat(p["at"]),
+        p.get("metric", DEFAULT_FEEDBACK_METRIC),  # spooled before metrics had names: the default
     )
 
 

@@ -31,6 +31,14 @@ from ml_api.experiments.definitions import (
     parse_weights,
     to_experiment,
 )
+from ml_api.experiments.metrics import (
+    MetricSet,
+    check_primary_kept,
+    metrics_snapshot,
+    parse_metrics,
+    read_metrics,
+    write_metrics,
+)
 from ml_api.experiments.plans import Plan, fix_plan, parse_plan, plan_snapshot, read_plan, write_plan
 from ml_api.experiments.verdicts import verdicts_snapshot
 from ml_api.infra.database import Database
@@ -91,10 +99,13 @@ class ExperimentRepository:
         traffic_allocation: float = 1.0,
         salt: str | None = None,
         status: ExperimentStatus | str = ExperimentStatus.DRAFT,
+        metrics: Any = None,
     ) -> Experiment:
-        """Create an experiment; the default variant is the first (the control) unless named."""
+        """Create an experiment; the default variant is the first (the control) unless named.
+        ``metrics``: a declaration (``experiments.metrics.parse_metrics``), None for the default metrics."""
         check_name("experiment", name)
         status = parse_status(status)
+        declared = parse_metrics(metrics) if metrics is not None else None
         default_variant = variants[0].name if default_variant is None else check_name("default variant", default_variant)
         if default_variant not in {v.name for v in variants}:
             raise InvalidDefinition(f"default_variant {default_variant!r} is not one of the variants")
@@ -123,6 +134,8 @@ class ExperimentRepository:
                 "INSERT INTO variants (experiment_id, name, position, weight, model_name) VALUES (%s, %s, %s, %s, %s)",
                 [(experiment_id, v.name, i, v.weight, v.model) for i, v in enumerate(variants)],
             )
+            if declared is not None:
+                write_metrics(conn, experiment_id, declared)
             if status is ExperimentStatus.RUNNING:
                 fix_plan(conn, experiment_id)
             after = _load_one(conn, name)
@@ -204,6 +217,21 @@ class ExperimentRepository:
             write_plan(conn, before.id, parse_plan(plan, read_plan(conn, before.id) or Plan()))
 
         return self.apply_change(name, "set_plan", actor, change)
+
+    def set_metrics(self, name: str, metrics: Any, actor: str) -> Experiment:
+        """Declare the experiment's metrics (see ``experiments.metrics``); the primary is fixed once started."""
+        parsed = parse_metrics(metrics)
+
+        def change(conn: MySQLConnectionAbstract, before: Experiment) -> None:
+            check_primary_kept(read_metrics(conn, before.id), parsed, before.status is not ExperimentStatus.DRAFT)
+            write_metrics(conn, before.id, parsed)
+
+        return self.apply_change(name, "set_metrics", actor, change)
+
+    def metrics(self, name: str) -> MetricSet:
+        """The declared metrics, or the default ones."""
+        with self._db.connection() as conn:
+            return read_metrics(conn, self.get(name).id)
 
     def plan(self, name: str) -> Plan:
         """The stored plan, or the default one an experiment gets at its start when it sets none."""
@@ -302,14 +330,14 @@ def _load_one(conn: MySQLConnectionAbstract, name: str) -> Experiment:
 
 
 def _snapshot(conn: MySQLConnectionAbstract, experiment: Experiment) -> dict[str, Any]:
-    """The full definition for the history: what the assigner uses, the guardrails, the rollout, the plan
-    and the verdicts given (the last two once there are any)."""
+    """The full definition for the history: what the assigner uses, the guardrails, the rollout, the plan,
+    the declared metrics and the verdicts given (the last three once there are any)."""
     cursor = conn.cursor()
     cursor.execute("SELECT guardrails FROM experiments WHERE id = %s", (experiment.id,))
     (guardrails,) = cursor.fetchone()
     return (describe(experiment) | {"guardrails": json.loads(guardrails) if guardrails else {}}
             | rollout_snapshot(conn, experiment.id) | plan_snapshot(conn, experiment.id)
-            | verdicts_snapshot(conn, experiment.id))
+            | metrics_snapshot(conn, experiment.id) | verdicts_snapshot(conn, experiment.id))
 
 
 def _append_change(

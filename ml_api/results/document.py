@@ -28,6 +28,7 @@ from experiment_stats import (
     DEFAULT_SRM_THRESHOLD,
     Decision,
     GuardrailBreach,
+    LookOptions,
     MeanSummary,
     SampleSize,
     SequentialMonitor,
@@ -45,6 +46,7 @@ from ml_api.experiments.plans import ALPHA, POWER, Plan
 from ml_api.experiments.repository import ExperimentRepository
 from ml_api.experiments.verdicts import EXPERIMENT_SUBJECT, RecordedVerdict, record_verdicts
 from ml_api.infra.database import Database
+from ml_api.results.metric_results import metric_results, primary_moments, primary_tau2
 from ml_api.results.query import Aggregates, OutcomeSums, fetch_aggregates
 from ml_api.rollout.guardrails import (
     ENFORCED,
@@ -63,19 +65,6 @@ FEASIBLE_DIFFERENCE = (-1.0, 1.0)
 POWER_METHOD = ("formula: the smallest n per variant at which the always-valid test with this tau2 rejects with "
                 "the planned power at that look alone, at an effect of the MDE on the control's rate; earlier "
                 "looks only add, so a verdict by then is at least that likely")
-METRICS = {
-    "conversion": {
-        "type": "binary",
-        "definition": "a user converted if they have at least one outcome with value > 0; "
-                      "rate = converted users / exposed users",
-        "decides": True,
-    },
-    "outcome_value": {
-        "type": "numeric",
-        "definition": "per-user sum of outcome values, 0 for exposed users without outcomes; Welch's t-test",
-        "decides": False,
-    },
-}
 Counts = tuple[int, int]  # (converted users, exposed users)
 
 
@@ -135,7 +124,17 @@ def evaluate(agg: Aggregates, now: datetime | None = None) -> Evaluation:
     power_plan = _plan(totals[control], plan, len(others))
     slowest, per_day = _traffic(agg, totals, names)
     recorded = _recorded_decision(agg.verdicts)
-    monitor = SequentialMonitor(control, others, tau2=plan.tau2, alpha=ALPHA, mde_relative=plan.mde, final=recorded)
+    primary = agg.metrics.primary
+    metrics, guardrail_tests = metric_results(agg.metric_sums, control, others, plan)
+    options: LookOptions = {"srm": srm, "guardrail_breaches": breaches, "guardrail_tests": guardrail_tests,
+                            "users_per_day_per_variant": per_day}
+    # The looks of the timeline are conversions on the primary metric's feedback metric; for a conversion
+    # primary they decide too, for a mean or ratio primary the decision looks at its own numbers below.
+    by_conversion = primary.type == "conversion"
+    tau2 = primary_tau2(primary, plan) if by_conversion else plan.tau2
+    monitor = SequentialMonitor(control, others, tau2=tau2, alpha=ALPHA, mde_relative=plan.mde,
+                                higher_is_better=primary.higher_is_better or not by_conversion,
+                                final=recorded if by_conversion else None)
     timeline, previous, given_at = [], {}, {}
     for k, (bucket, counts) in enumerate(looks or [(None, totals)]):
         at = min(datetime.fromtimestamp(bucket + agg.bucket_seconds, timezone.utc), now) if bucket is not None else now
@@ -143,12 +142,13 @@ def evaluate(agg: Aggregates, now: datetime | None = None) -> Evaluation:
         if last:
             previous = dict(monitor.tests)
         before = monitor.decision
-        decision = monitor.look(counts, **({"srm": srm, "guardrail_breaches": breaches, "plan": power_plan,
-                                            "users_per_day_per_variant": per_day} if last else {}))
+        decision = monitor.look(counts, **(options | {"plan": power_plan} if last and by_conversion else {}))
         given_at.update(dict.fromkeys(_newly_final(before, decision), at))
         if bucket is not None:
             timeline.append(_timeline_point(at, names, counts, monitor.tests))
-    comparisons = compare_to_control(totals[control], {n: totals[n] for n in others}, alpha=ALPHA, tau2=plan.tau2,
+    if not by_conversion:
+        decision, given_at = _decide_on_numbers(agg, control, others, plan, recorded, options, now)
+    comparisons = compare_to_control(totals[control], {n: totals[n] for n in others}, alpha=ALPHA, tau2=tau2,
                                      previous=previous)
     new_verdicts = _new_verdicts(decision, agg.verdicts, given_at, now)
     outcomes = {n: agg.outcomes.get(n, OutcomeSums()) for n in names}
@@ -159,7 +159,8 @@ def evaluate(agg: Aggregates, now: datetime | None = None) -> Evaluation:
         "status": agg.experiment.status,
         "generated_at": _iso(now),
         "control": control,
-        "metrics": METRICS,
+        "primary_metric": primary.name,
+        "metrics": metrics,
         "settings": {"alpha": ALPHA, "power": POWER, "tau2": plan.tau2, "srm_threshold": DEFAULT_SRM_THRESHOLD},
         "plan": plan.as_dict() | {"fixed": plan.fixed_at is not None},
         "first_exposure": _iso(agg.first_exposure),
@@ -184,6 +185,20 @@ def evaluate(agg: Aggregates, now: datetime | None = None) -> Evaluation:
                      "final": decision.final, **_when(EXPERIMENT_SUBJECT, written, now)},
     })
     return Evaluation(document, new_verdicts)
+
+
+def _decide_on_numbers(agg: Aggregates, control: str, others: Sequence[str], plan: Plan,
+                       recorded: Decision | None, options: LookOptions,
+                       now: datetime) -> tuple[Decision, dict[str, datetime]]:
+    """The decision on a mean or ratio primary metric: one always-valid look at its sums now (valid at any
+    look, so reading at any time is safe), and the subjects that became final at it."""
+    primary = agg.metrics.primary
+    decider = SequentialMonitor(control, others, tau2=primary_tau2(primary, plan), alpha=ALPHA,
+                                metric=primary.type, mde_absolute=primary.mde,  # type: ignore[arg-type]
+                                cuped=primary.type == "mean" and primary.covariate is not None,
+                                higher_is_better=primary.higher_is_better, final=recorded)
+    decision = decider.look(primary_moments(agg.metric_sums[primary.name]), **options)
+    return decision, dict.fromkeys(_newly_final(recorded, decision), now)
 
 
 def _cumulative_looks(agg: Aggregates, names: Sequence[str]) -> list[tuple[int, dict[str, Counts]]]:

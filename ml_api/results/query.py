@@ -1,8 +1,9 @@
 """An experiment's record summed up in MySQL: the few numbers the statistics need, never raw rows.
 
 The queries read summary tables that mysql/schema.sql keeps in step with the raw rows in
-the same transaction: ``exposure_counts`` (new users per hour), ``outcome_users`` (one row
-per user with outcomes) and ``request_totals`` (requests per latency bucket). Each is a
+the same transaction: ``exposure_counts`` (new users per hour), ``metric_users`` (one row
+per user and metric with outcomes) and ``request_totals`` (requests per latency bucket);
+each declared metric's sums come from ``metric_sums``. Each is a
 GROUP BY on the prefix (``experiment_id``, ``variant``) of its primary key that returns a
 few hundred rows at most; the largest scan is one row per user with an outcome. All run
 in one consistent snapshot, so conversions never outnumber the exposures they belong to.
@@ -17,9 +18,11 @@ from mysql.connector.abstracts import MySQLConnectionAbstract
 
 from assigner import Variant
 from ml_api.errors import UnknownExperiment
+from ml_api.experiments.metrics import DEFAULT_METRICS, MetricSet, read_metrics
 from ml_api.experiments.plans import Plan, read_plan
 from ml_api.experiments.verdicts import RecordedVerdict, read_verdicts
 from ml_api.infra.database import Database
+from ml_api.results.metric_sums import MetricSums, fetch_metric_sums
 from ml_api.telemetry.request_stats import RequestSums
 
 # Timeline granularity: the finer of these giving at most MAX_TIMELINE_POINTS over the span
@@ -35,10 +38,10 @@ EXPOSURES = (
     "SELECT variant, hour DIV %s AS bucket, SUM(users) FROM exposure_counts"
     " WHERE experiment_id = %s GROUP BY variant, bucket"
 )
-# Per variant and bucket of the moment users converted (NULL: never converted).
+# Per variant and bucket of the moment users converted (NULL: never converted), on one feedback metric.
 OUTCOMES = (
     "SELECT variant, UNIX_TIMESTAMP(converted_at) DIV %s AS bucket, COUNT(*), SUM(total), SUM(total * total)"
-    " FROM outcome_users WHERE experiment_id = %s GROUP BY variant, bucket"
+    " FROM metric_users WHERE experiment_id = %s AND metric = %s GROUP BY variant, bucket"
 )
 REQUESTS = (
     "SELECT variant, latency_bucket, requests, errors, fallbacks FROM request_totals WHERE experiment_id = %s"
@@ -96,6 +99,8 @@ class Aggregates:
     users_since_weights_changed: dict[str, int] | None = None  # first exposed since then
     plan: Plan | None = None  # None: the experiment set none and has not started (the default applies)
     verdicts: dict[str, RecordedVerdict] = field(default_factory=dict)  # final verdicts recorded, by subject
+    metrics: MetricSet = DEFAULT_METRICS
+    metric_sums: dict[str, MetricSums] = field(default_factory=dict)  # by metric name
 
     def users(self, variant: str) -> int:
         return sum(self.new_users.get(variant, {}).values())
@@ -120,7 +125,11 @@ def _fetch(conn: MySQLConnectionAbstract, name: str) -> Aggregates:
     cursor.execute(EXPOSURES, (width // 3600, experiment.id))
     for variant, bucket, users in cursor.fetchall():
         new_users[variant][int(bucket) * width] = int(users)
-    new_conversions, outcomes = _outcomes(cursor, experiment.id, width)
+    metrics = read_metrics(conn, experiment.id)
+    # The conversion timeline (the looks of the always-valid test) follows the primary metric's feedback metric.
+    new_conversions, outcomes = _outcomes(cursor, experiment.id, width, metrics.primary.feedback_names[0])
+    exposed = {v.name: sum(new_users.get(v.name, {}).values()) for v in experiment.variants}
+    metric_sums = fetch_metric_sums(cursor, experiment.id, metrics, exposed)
     requests: dict[str, RequestSums] = defaultdict(RequestSums)
     cursor.execute(REQUESTS, (experiment.id,))
     for variant, bucket, count, errors, fallbacks in cursor.fetchall():
@@ -133,7 +142,7 @@ def _fetch(conn: MySQLConnectionAbstract, name: str) -> Aggregates:
     cursor.close()
     return Aggregates(experiment, width, _utc(first), _utc(last), dict(new_users), new_conversions, outcomes,
                       dict(requests), _utc(changed_at), users_since, read_plan(conn, experiment.id),
-                      read_verdicts(conn, experiment.id))
+                      read_verdicts(conn, experiment.id), metrics, metric_sums)
 
 
 def _users_since_weights_changed(cursor, experiment: ExperimentInfo) -> tuple[datetime | None, dict[str, int] | None]:
@@ -169,11 +178,12 @@ def _exposure_span(cursor, experiment: ExperimentInfo) -> tuple[datetime | None,
     return min((row[0] for row in ends), default=None), max((row[1] for row in ends), default=None)
 
 
-def _outcomes(cursor, experiment_id: int, width: int) -> tuple[dict[str, dict[int, int]], dict[str, OutcomeSums]]:
-    """Users who converted per variant and time bucket, and per-variant sums of per-user outcome totals."""
+def _outcomes(cursor, experiment_id: int, width: int,
+              metric: str) -> tuple[dict[str, dict[int, int]], dict[str, OutcomeSums]]:
+    """Users who converted on ``metric`` per variant and time bucket, and per-variant sums of per-user totals."""
     new_conversions: dict[str, dict[int, int]] = defaultdict(dict)
     outcomes: dict[str, OutcomeSums] = defaultdict(OutcomeSums)
-    cursor.execute(OUTCOMES, (width, experiment_id))
+    cursor.execute(OUTCOMES, (width, experiment_id, metric))
     for variant, bucket, users, total, total_of_squares in cursor.fetchall():
         sums = outcomes[variant]
         sums.users += int(users)

@@ -29,6 +29,10 @@ def record_feedback(svc: "Services", body: dict[str, Any]) -> dict[str, Any]:
     req = parse_feedback(body, svc.config.default_experiment, svc.config.max_user_id_length)
     experiment_name, user_id = resolve_user(svc, req)
     experiment = svc.catalog.require(experiment_name)
+    known = svc.catalog.metrics_of(experiment).feedback_names
+    if req.metric not in known:
+        raise InvalidRequest(f"experiment {experiment.name!r} has no metric {req.metric!r}; "
+                             f"it takes outcomes for: {', '.join(known)}")
     variant = assigned_variant(svc, experiment.id, user_id)
     if variant is None:
         raise NotAssigned(
@@ -44,16 +48,18 @@ def record_feedback(svc: "Services", body: dict[str, Any]) -> dict[str, Any]:
         "request_id": req.request_id,
         "value": req.outcome,
         "label": req.label,
+        "metric": req.metric,
     })
     svc.events.emit(event_kinds.FEEDBACK, event_kinds.feedback_fields(
         feedback_id, experiment.name, variant, svc.users.fields(user_id),
-        req.outcome,
+        req.outcome, req.metric,
     ))
     return {
         "feedback_id": feedback_id,
         "experiment": experiment.name,
         "variant": variant,
         "outcome": req.outcome,
+        "metric": req.metric,
         "status": "accepted",
     }
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ml_api.errors import InvalidRequest
+from ml_api.experiments.metrics import DEFAULT_FEEDBACK_METRIC
 from ml_api.serving.inputs import Features, FeatureValue
 
 REQUEST_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
@@ -39,6 +40,7 @@ class FeedbackRequest:
     user_id: str | None = None
     experiment: str | None = None
     label: str | None = None
+    metric: str = DEFAULT_FEEDBACK_METRIC
 
 
 def text_field(body: dict[str, Any], name: str, max_length: int, required: bool = True, why: str = "") -> str | None:
@@ -152,7 +154,8 @@ def parse_predict(body: dict[str, Any], default_experiment: str, max_user_id_len
 
 
 def parse_feedback(body: dict[str, Any], default_experiment: str, max_user_id_length: int) -> FeedbackRequest:
-    """Validate a /feedback body: an outcome and either a request id or a user id (+ experiment)."""
+    """Validate a /feedback body: an outcome (for ``metric``, default ``outcome``) and either a request id or a
+    user id (+ experiment). Whether the experiment knows the metric is checked once the experiment is known."""
     outcome = body.get("outcome")
     if outcome is None:
         raise InvalidRequest("outcome is required: true/false or a number")
@@ -160,6 +163,7 @@ def parse_feedback(body: dict[str, Any], default_experiment: str, max_user_id_le
         raise InvalidRequest(f"outcome must be true/false or a finite number of magnitude at most {MAX_ABS_OUTCOME:g}, "
                           f"got {json.dumps(outcome)[:50]}")
     label = parse_label(body)
+    metric = text_field(body, "metric", 64, required=False) or DEFAULT_FEEDBACK_METRIC
     user_id = user_id_field(body, max_user_id_length, required=False)
     experiment = text_field(body, "experiment", 64, required=False)
     request_id = body.get("request_id")
@@ -168,11 +172,11 @@ def parse_feedback(body: dict[str, Any], default_experiment: str, max_user_id_le
             raise InvalidRequest("request_id must be the 32 hex characters returned by /predict")
         # user_id and experiment may come along; they must then name the request's own (checked on resolving)
         return FeedbackRequest(outcome=float(outcome), request_id=request_id, user_id=user_id, experiment=experiment,
-                               label=label)
+                               label=label, metric=metric)
     if user_id is None:
         raise InvalidRequest("give either request_id, or user_id (and experiment, default DEFAULT_EXPERIMENT)")
     return FeedbackRequest(outcome=float(outcome), user_id=user_id, experiment=experiment or default_experiment,
-                           label=label)
+                           label=label, metric=metric)
 
 
 def parse_label(body: dict[str, Any]) -> str | None:

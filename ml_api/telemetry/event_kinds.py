@@ -100,15 +100,16 @@ def model_load_error_fields(model: str, version: str | None, message: str) -> Fi
     }
 
 
-def feedback_fields(feedback_id: str, experiment: str, variant: str, user: Fields, outcome: float) -> Fields:
-    """An outcome accepted for a user's variant."""
+def feedback_fields(feedback_id: str, experiment: str, variant: str, user: Fields, outcome: float,
+                    metric: str = "outcome") -> Fields:
+    """An outcome accepted for a user's variant, for one of the experiment's metrics."""
     return {
         "event": ecs_event("success", KIND_EVENT, WEB, ACCESS),
         "http": {"request": {"id": feedback_id, "method": "POST"}, "response": {"status_code": 202}},
         "url": {"path": "/feedback"},
         "experiment": {"name": experiment, "variant": variant},
         "user": user,
-        "feedback": {"outcome": outcome},
+        "feedback": {"outcome": outcome, "metric": metric},
     }
 
 

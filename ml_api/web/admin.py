@@ -68,16 +68,17 @@ def create_experiment() -> tuple[dict[str, Any], int]:
         traffic_allocation=body.get("traffic_allocation", 1.0),
         salt=body.get("salt"),
         status=body.get("status", "draft"),
+        metrics=body.get("metrics"),
     )
     if "guardrails" in body:
         experiment = svc.experiments.set_guardrails(name, body["guardrails"], actor())
-    return describe(experiment), 201
+    return describe(experiment) | {"metrics": svc.experiments.metrics(name).as_dict()}, 201
 
 
 @bp.patch("/experiments/<name>")
 @require_admin
 def change_experiment(name: str) -> dict[str, Any]:
-    """Change weights, traffic allocation, guardrails, the plan or (before the start) the salt."""
+    """Change weights, traffic allocation, guardrails, the plan, the metrics or (before the start) the salt."""
     repo = services().experiments
     body = json_body(request)
     changes = {
@@ -85,6 +86,7 @@ def change_experiment(name: str) -> dict[str, Any]:
         "traffic_allocation": repo.set_traffic_allocation,
         "guardrails": repo.set_guardrails,
         "plan": repo.set_plan,
+        "metrics": repo.set_metrics,
         "salt": repo.set_salt,
     }
     unknown = set(body) - set(changes)
@@ -94,7 +96,8 @@ def change_experiment(name: str) -> dict[str, Any]:
     for key, change in changes.items():
         if key in body:
             experiment = change(name, body[key], actor())
-    return describe(experiment) | {"guardrails": repo.guardrails(name), "plan": repo.plan(name).as_dict()}
+    return describe(experiment) | {"guardrails": repo.guardrails(name), "plan": repo.plan(name).as_dict(),
+                                   "metrics": repo.metrics(name).as_dict()}
 
 
 @bp.post("/experiments/<name>/<any(start, pause, stop):action>")

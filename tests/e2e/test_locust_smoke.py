@@ -10,7 +10,10 @@ from ml_api.config import PROJECT_ROOT
 
 SMOKE_CONF = PROJECT_ROOT / "loadtest" / "smoke.conf"
 LOCUST_TIMEOUT_SECONDS = 50  # run-time 30 s, plus start-up and the stop timeout
-MIN_PREDICTIONS = 300  # 50 users at ~1 request/s for 30 s: far fewer means the run broke
+MIN_PREDICTIONS = 300
+# The outcome (conversion) and a revenue mean: the load test posts both.
+TWO_METRICS = {"primary": {"name": "outcome", "type": "conversion"},
+               "secondary": [{"name": "revenue", "type": "mean", "cap": {"quantile": 0.99}}]}  # 50 users at ~1 request/s for 30 s: far fewer means the run broke
 
 
 def run_smoke(url: str, experiment: str, out: Path) -> subprocess.CompletedProcess:
@@ -25,7 +28,7 @@ def run_smoke(url: str, experiment: str, out: Path) -> subprocess.CompletedProce
 
 
 def test_smoke_profile_has_no_failures_and_no_sticky_violations(gateway, make_experiment, tmp_path):
-    experiment = make_experiment((50, 50), models=("logreg", "forest"))
+    experiment = make_experiment((50, 50), models=("logreg", "forest"), metrics=TWO_METRICS)
     result = run_smoke(gateway.url, experiment, tmp_path)
     log = result.stderr[-3000:]
 
@@ -38,4 +41,5 @@ def test_smoke_profile_has_no_failures_and_no_sticky_violations(gateway, make_ex
     assert all(entry["num_failures"] == 0 for entry in stats.values()), stats
     assert stats["/predict"]["num_requests"] >= MIN_PREDICTIONS, log
     assert stats["/feedback"]["num_requests"] > 0, log
+    assert stats["/feedback [revenue]"]["num_requests"] > 0, log
     assert result.returncode == 0, log

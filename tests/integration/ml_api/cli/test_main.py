@@ -55,3 +55,23 @@ def test_every_cli_change_is_reported(monkeypatch, overrides, make_experiment):
                if e["event"]["action"] == "experiment_change" and e["experiment"]["name"] == name]
     assert sorted(actions) == sorted(["pause", "set_traffic_allocation", "force_variant", "clear_override",
                                       "set_shadow", "set_guardrails"])
+
+
+def test_metrics_are_declared_shown_kept_in_the_history_and_refused_in_the_api_words(
+        monkeypatch, overrides, make_experiment, capsys, repo):
+    for key, value in overrides.items():
+        monkeypatch.setenv(key, value)
+    name = make_experiment(status="draft")
+    declaration = {"primary": {"name": "revenue", "type": "mean", "mde": 2},
+                   "guardrails": [{"name": "latency_ms", "type": "mean", "direction": "lower", "margin": 20}]}
+    assert cli.main(["metrics", name, json.dumps(declaration)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["primary"] == {"name": "revenue", "type": "mean", "direction": "higher", "source": "revenue", "mde": 2}
+    assert repo.history(name)[-1]["action"] == "set_metrics"
+    assert repo.history(name)[-1]["after"]["metrics"] == shown
+    assert cli.main(["metrics", name, '{"primary": {"name": "revenue", "type": "mean"}}']) == 1
+    assert "needs mde" in capsys.readouterr().err
+    assert cli.main(["start", name]) == 0
+    capsys.readouterr()
+    assert cli.main(["metrics", name, '{"primary": {"name": "clicked", "type": "conversion"}}']) == 1
+    assert "its primary metric is fixed" in capsys.readouterr().err

@@ -5,13 +5,14 @@ import os
 import subprocess
 import sys
 
-from ml_api.cli.report import main
+from ml_api.cli.report import main, render
 from ml_api.config import PROJECT_ROOT
 from tests.integration.ml_api.results.test_document import (
     get_results,
     record_requests,
     seed,
 )
+from tests.integration.ml_api.results.test_metric_results import DECLARATION, insert
 
 
 def without_clock(document: dict) -> dict:
@@ -51,3 +52,18 @@ def test_an_unknown_experiment_is_an_error(overrides, monkeypatch, capsys):
         monkeypatch.setenv(key, value)
     assert main(["no-such-experiment"]) == 1
     assert "no experiment named 'no-such-experiment'" in capsys.readouterr().err
+
+
+def test_every_declared_metric_is_printed_with_its_comparison(client, db, repo, make_experiment):
+    name = make_experiment(metrics=DECLARATION)
+    users = [(f"r{i}", ("control", "variation")[i % 2]) for i in range(400)]
+    insert(db, repo.get(name).id, users, [(u, v, metric, 1.0 + i % 7) for i, (u, v) in enumerate(users)
+                                          for metric in ("click", "revenue", "orders", "latency_ms")])
+    text = render(get_results(client, name))
+    for metric in ("clicked (primary, conversion of click", "revenue (secondary, mean of revenue",
+                   "revenue_per_order (secondary, ratio of revenue / orders",
+                   "latency_ms (guardrail, mean of latency_ms"):
+        assert f"Metric {metric}" in text
+    assert "capped at" in text and "CUPED on revenue_before" in text
+    guardrail = text[text.index("Metric latency_ms"):].splitlines()[4]
+    assert guardrail.startswith("variation") and "(margin 5, bound" in guardrail

@@ -45,3 +45,18 @@ def test_no_mysql_and_no_snapshot_is_a_clear_error(db, tmp_path):
     down = Database(dataclasses.replace(db.settings, port=1))
     with pytest.raises(DefinitionsUnavailable, match="MySQL unavailable"):
         ExperimentCatalog(down, 1.0, tmp_path / "none.json").all()
+
+
+def test_declared_metrics_are_refreshed_with_the_definitions_and_kept_in_the_snapshot(db, repo, make_experiment,
+                                                                                     tmp_path):
+    name = make_experiment(status="draft")
+    snapshot = tmp_path / "defs.json"
+    clock = FakeClock()
+    catalog = ExperimentCatalog(db, 1.0, snapshot, clock=clock)
+    assert catalog.metrics_of(catalog.get(name)).feedback_names == ["outcome"]  # the default metrics
+    repo.set_metrics(name, {"primary": {"name": "revenue", "type": "mean", "mde": 1}}, actor="test")
+    clock.now = 1.5
+    assert catalog.metrics_of(catalog.get(name)).feedback_names == ["revenue"]
+    down = Database(dataclasses.replace(db.settings, port=1))
+    fresh = ExperimentCatalog(down, 1.0, snapshot, clock=clock)  # a worker started during an outage
+    assert fresh.metrics_of(fresh.get(name)).feedback_names == ["revenue"]

@@ -41,10 +41,11 @@ def assert_summaries_match_raw_rows(db, experiment_id: int) -> None:
     raw_exposures = ("SELECT variant, UNIX_TIMESTAMP(assigned_at) DIV 3600 AS hour, COUNT(*) FROM assignments"
                      " WHERE experiment_id = %s GROUP BY variant, hour ORDER BY variant, hour")
     assert query(db, exposures, experiment_id) == query(db, raw_exposures, experiment_id)
-    users = ("SELECT variant, user_id, outcomes, total, converted_at FROM outcome_users WHERE experiment_id = %s"
-             " ORDER BY variant, user_id")
-    raw_users = ("SELECT variant, user_id, COUNT(*), SUM(value), MIN(IF(value > 0, recorded_at, NULL))"
-                 " FROM outcomes WHERE experiment_id = %s GROUP BY variant, user_id ORDER BY variant, user_id")
+    users = ("SELECT metric, variant, user_id, outcomes, total, converted_at FROM metric_users"
+             " WHERE experiment_id = %s ORDER BY metric, variant, user_id")
+    raw_users = ("SELECT metric, variant, user_id, COUNT(*), SUM(value), MIN(IF(value > 0, recorded_at, NULL))"
+                 " FROM outcomes WHERE experiment_id = %s GROUP BY metric, variant, user_id"
+                 " ORDER BY metric, variant, user_id")
     assert query(db, users, experiment_id) == query(db, raw_users, experiment_id)
 
 
@@ -65,6 +66,8 @@ def test_live_writes_replays_and_spooled_batches_keep_the_summaries_exact(db, re
     recorder.record_outcome(outcome(experiment, "u1", "control", 0.0, T0))
     recorder.record_outcome(outcome(experiment, "u1", "control", 5.0, T0))
     recorder.record_outcome(outcome(experiment, "u2", "control", -1.0, T0))
+    recorder.record_outcome(outcome(experiment, "u1", "control", 7.5, T0) | {"metric": "revenue"})
+    recorder.write_spooled([("outcome", outcome(experiment, "late", "variation", 3.0, T0) | {"metric": "revenue"})])
     assert_summaries_match_raw_rows(db, experiment.id)
     agg = fetch_aggregates(db, experiment.name)
     assert agg.users("control") + agg.users("variation") == 41
@@ -76,7 +79,7 @@ def test_the_earliest_positive_outcome_is_the_conversion_even_when_it_arrives_la
     recorder.write_spooled([("outcome", outcome(experiment, "u", "control", 0.0, T0 - timedelta(hours=3))),
                             ("outcome", outcome(experiment, "u", "control", 1.0, T0))])
     recorder.write_spooled([("outcome", outcome(experiment, "u", "control", 1.0, T0 - timedelta(hours=1)))])
-    (converted_at,) = query(db, "SELECT converted_at FROM outcome_users WHERE experiment_id = %s", experiment.id)[0]
+    (converted_at,) = query(db, "SELECT converted_at FROM metric_users WHERE experiment_id = %s", experiment.id)[0]
     assert converted_at == T0 - timedelta(hours=1)
     assert_summaries_match_raw_rows(db, experiment.id)
 

@@ -34,3 +34,13 @@ def test_feedback_keeps_a_user_id_and_experiment_sent_with_a_request_id_for_the_
     assert (alone.user_id, alone.experiment) == (None, None), "the request id names them"
     by_user = parse_feedback({"user_id": "u-1", "outcome": 0.5}, "d", 128)
     assert (by_user.request_id, by_user.experiment) == (None, "d")
+
+
+def test_feedback_names_its_metric_or_gets_the_default_one():
+    assert parse_feedback({"user_id": "u", "outcome": 1}, "default", 128).metric == "outcome"
+    assert parse_feedback({"request_id": REQUEST_ID, "outcome": 2.5, "metric": "revenue"}, "default", 128).metric \
+        == "revenue"
+    for metric, message in ((7, "metric must be a string"), ("", "metric must not be empty"),
+                            ("m" * 65, "metric must be at most 64 characters")):
+        with pytest.raises(InvalidRequest, match=message):
+            parse_feedback({"user_id": "u", "outcome": 1, "metric": metric}, "default", 128)
