@@ -28,13 +28,14 @@ from ml_api.web import (
     health,
     metrics,
     predict,
-    results,
     rollout_admin,
 )
+# Aliased: a bare ``results`` here would hide the ``ml_api.results`` package behind the web module.
+from ml_api.web import results as results_web
 from ml_api.web.json_provider import OrjsonProvider
 from ml_api.web.predict_lane import PredictLane
 
-BLUEPRINTS = (predict, feedback, covariates, experiments, health, admin, rollout_admin, metrics, results, docs)
+BLUEPRINTS = (predict, feedback, covariates, experiments, health, admin, rollout_admin, metrics, results_web, docs)
 
 
 def create_app(overrides: Mapping[str, str] | None = None) -> Flask:
