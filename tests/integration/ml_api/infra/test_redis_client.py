@@ -1,7 +1,8 @@
 """Both sticky stores on a real three-master Redis Cluster, started on loopback ports.
 
 The cluster client is built by ``ml_api.infra.redis_client.create_redis`` with ``REDIS_CLUSTER=true``,
-as the gateway builds it, and the store contract of ``test_sharded_store.py`` runs on it.
+as the gateway builds it, and the store contract of ``test_sharded_store.py`` and the claim
+protocol of ``test_assign.py`` (with a real MySQL) run on it.
 """
 
 import shutil
@@ -20,6 +21,13 @@ from assigner.sharded_store import ShardedRedisAssignmentStore
 from ml_api.config import load_config
 from ml_api.infra.redis_client import LazyClusterClient, create_redis
 from ml_api.infra.request_ids import RequestDirectory
+from tests.integration.assigner.test_assign import (  # noqa: F401 - first write wins, the claim protocol
+    all_control,
+    recorder,
+    test_a_claim_left_unconfirmed_is_recorded_by_the_next_request,
+    test_a_new_user_is_claimed_unconfirmed_and_confirmed_once_recorded,
+    test_the_first_variant_wins_over_new_weights_and_a_flushed_cache,
+)
 from tests.integration.assigner.test_sharded_store import (  # noqa: F401 - the store contract, rerun here
     STORES,
     assert_claim_sent_once_while_busy,
@@ -113,6 +121,12 @@ def cluster_client(cluster_url: str) -> Iterator[LazyClusterClient]:
     assert isinstance(client, LazyClusterClient) and isinstance(client.client(), redis.RedisCluster)
     yield client
     client.close()
+
+
+@pytest.fixture
+def sticky_client(cluster_client):
+    """Overrides the facade tests' client: the stores they build use the cluster."""
+    return cluster_client
 
 
 @pytest.fixture(params=list(STORES))
