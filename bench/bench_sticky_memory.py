@@ -9,7 +9,8 @@ writes; the confirmation that follows a claim rewrites one byte and changes no s
 reports ``used_memory`` growth per assignment and the server's CPU per claim, for the
 sharded layout at every size and for one key per user up to ``--keys-up-to`` users (10
 million such keys take a gigabyte). The server and its directory are removed at the end.
-About 2 minutes at a million users and 20 at ten million on a 2-core VM.
+About 2 minutes at a million users; ten million took an hour on a loaded 2-core VM
+(the server's Lua scripts, not the client, set the pace).
 """
 
 import argparse

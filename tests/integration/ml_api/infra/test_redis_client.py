@@ -41,7 +41,7 @@ from tests.integration.ml_api.infra.test_request_ids import (  # noqa: F401 - re
     test_a_queued_id_reaches_redis_only_with_the_batch,
     test_one_flush_sends_every_queued_id_of_every_minute,
 )
-from tests.redis_cluster import MASTERS, running_cluster
+from tests.redis_cluster import MASTERS, free_ports, running_cluster
 
 
 @pytest.fixture(scope="module")
