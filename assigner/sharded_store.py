@@ -1,36 +1,54 @@
-"""A compact sticky store: many users per Redis hash, about 13 bytes per assignment.
+"""A compact sticky store: users packed in groups into hash shards, about 10 bytes per assignment.
 
 Redis keyspace (all keys start with the configured prefix, default ``abtest``):
 
-``{prefix}:sticky-shard:{experiment_id}:{shard}``  hash, one of ``shards`` per experiment
+``{prefix}:sticky-groups:{experiment_id}:{shard}``  hash, one of ``shards`` per experiment
     (``shard`` = the first 8 bytes of ``sha256(user_id)`` modulo ``shards``). Fields:
 
-    * a 6-byte field (bytes 8..13 of the same digest) per user -> the user's variant
-      *index*, a small integer, negated while the variant is a guess the durable record
-      has not confirmed (claimed as ``?<name>``, read back so);
-    * a 1-byte field ``chr(i)`` per variant name seen in this shard -> that name, for the
-      index ``i`` (1..255, given in order of first use, first writer wins).
+    * ``1``, ``2``, ... (groups, filled in order) -> up to ``GROUP_RECORDS`` records of
+      ``RECORD_BYTES`` each, one per user: the user's *fingerprint* (bytes 8..13 of the same
+      digest, ``FIELD_BYTES``) and one *code* byte, the variant's index, plus 128 while the
+      variant is a guess the durable record has not confirmed (claimed as ``?<name>``, read
+      back so);
+    * ``-1``, ``-2``, ... -> the variant name of index 1, 2, ... (at most 127, given in order
+      of first use in this shard, first writer wins).
 
-    No TTL: like the one-key-per-user layout it may be evicted or flushed at any time
-    (a whole shard goes at once, names with it), and the durable record in MySQL brings
-    every user back.
+    No TTL: it may be evicted or flushed at any time (a whole shard goes at once, names
+    with it), and the durable record in MySQL brings every user back.
 
 Why it is small: while a hash holds at most ``hash-max-listpack-entries`` fields (512 by
 default in Redis 7) of at most ``hash-max-listpack-value`` bytes (64), Redis stores it as
-one flat listpack, where a user costs its 6-byte field and a 1-byte integer plus 3 bytes
-of framing; the per-key overhead (~130 bytes with the names) is shared by every user of
-the shard. Measured (``bench/bench_sticky_memory.py``): ~13 bytes per assignment at a
-million users against ~104 for one key per user, ~32 at 100,000 users. With the default
-16,384 shards an experiment stays in listpacks up to about six million users; beyond
-that raise ``hash-max-listpack-entries`` or the shard count. Changing the shard count
+one flat listpack. A group of nine users is one 63-byte value and a small integer field,
+67 bytes: under 7.5 bytes per user, where a field per user cost 10 (a 6-byte field, a
+1-byte value, 3 bytes of framing). The per-key overhead (about 130 bytes with the names)
+is shared by every user of the shard. Measured (``bench/bench_sticky_memory.py``): about
+10.5 bytes per assignment at a million users and 8.5 at ten million, against ~104 for one
+key per user. With the default 16,384 shards an experiment stays in listpacks up to
+about 70 million users (500 groups per shard); beyond that raise the shard count, which
 moves every user to another shard: a one-time cache miss each, answered by MySQL.
 
-Collisions: two users of one experiment share a cache entry only when their digests
-agree on the shard and on the 48-bit field, i.e. on about 62 bits. The expected number
-of such pairs among ``n`` users is ``n**2 / (2 * shards * 2**48)``: 1e-7 at a million
-users, 1e-3 at a hundred million. A colliding user would read the other's variant from
-the cache (the durable record stays right); user ids are not secret, so someone could
-craft a pair on purpose (about 2**31 hashes), which only affects the pair itself.
+Cost: every operation reads the user's shard whole (``HGETALL``) and searches its records
+in the script: about 60 users at a million users per experiment, 600 at ten million, where
+a claim cost Redis 50-90 us of CPU (measured while filling; the earlier layout, one
+``HGET``, about 25). A
+new user rewrites one group value (at most 63 bytes, which is also all a replica or the
+AOF receives); a confirmation rewrites that value with one byte changed.
+
+Collisions: two users of one experiment share a cache entry when their digests agree on
+the shard and on the 48-bit fingerprint, i.e. on about 62 bits
+(``expected_colliding_pairs``): among ``n`` users about ``n**2 / (2 * shards * 2**48)``
+pairs, 1e-7 at a million users, 1e-5 at ten million, 1e-3 at a hundred million. The
+second user of such a pair reads the first one's entry as its own: it is served the first
+one's variant from the cache, its exposure is not recorded while that entry answers (its
+feedback is stored against that variant), and ``put`` for either overwrites the entry both
+read. MySQL's record of every other user stays right. User ids are not secret, so someone
+could craft a pair on purpose (about 2**31 hashes), which only affects the pair itself.
+
+Upgrading from the earlier layout (one field per user under ``sticky-shard``): its keys are
+not read any more, so each user's next request is a cache miss answered by MySQL, exactly
+as after a Redis flush, and nobody changes variant; gateways of both versions can serve
+side by side meanwhile (each keeps its own cache; in MySQL the first writer wins). The old
+keys stay until deleted (see the README, "Sticky-store memory").
 
 Each operation is one script on one key: one round trip, atomic, and in one slot of a
 Redis Cluster (``EVALSHA``). A batch is one pipeline of such scripts (one round trip; on a
@@ -40,6 +58,7 @@ answers NOSCRIPT for it, and only those are sent again after ``SCRIPT LOAD``.
 
 import hashlib
 from collections.abc import Sequence
+from math import expm1
 
 import redis
 from redis.commands.core import Script
@@ -49,83 +68,152 @@ from assigner.store import REDIS_ERRORS, Entry, StoreUnavailable, as_text
 
 DEFAULT_SHARDS = 16_384
 FIELD_BYTES = 6
+RECORD_BYTES = FIELD_BYTES + 1
+MAX_NAMES = 127
+# Records per group field: 9 x 7 = 63 bytes, within hash-max-listpack-value (64).
+GROUP_RECORDS = 9
+UNCONFIRMED_FLAG = 128
+
+
+def shard_and_fingerprint(user_id: str, shards: int) -> tuple[int, bytes]:
+    """Where a user's record lives: its shard number and its fingerprint, both from one digest."""
+    digest = hashlib.sha256(user_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % shards, digest[8:8 + FIELD_BYTES]
+
+
+def expected_colliding_pairs(users: int, shards: int = DEFAULT_SHARDS, field_bytes: int = FIELD_BYTES) -> float:
+    """Expected pairs of users sharing one entry: each pair agrees on shard and fingerprint
+    with probability 1 / (shards * 2**(8 * field_bytes))."""
+    cells = shards * 2 ** (8 * field_bytes)
+    return users * (users - 1) / (2 * cells)
+
+
+def collision_probability(users: int, shards: int = DEFAULT_SHARDS) -> float:
+    """Probability that at least one pair of ``users`` shares an entry (Poisson approximation)."""
+    return -expm1(-expected_colliding_pairs(users, shards))
 
 
 class ShardedRedisAssignmentStore:
-    """Same contract as ``RedisAssignmentStore``; users packed into hash shards."""
+    """Same contract as ``RedisAssignmentStore``; users packed in groups into hash shards."""
 
-    # Shared preludes: a variant name's index in this shard (registered on first use), and
-    # back from a stored index to the name ('?' and the name for a negated, unconfirmed
-    # index; false for an index this shard has no name for).
-    _INDEX_OF = """
-local function index_of(key, name)
-    for i = 1, 255 do
-        local known = redis.call('HGET', key, string.char(i))
-        if not known then
-            redis.call('HSET', key, string.char(i), name)
-            return i
-        end
-        if known == name then
-            return i
+    # Shared prelude: the shard read whole (names by index, groups by number, the last
+    # group); where a fingerprint's record is (its group and 1-based position, aligned to a
+    # record); a code byte back to a name ('?' and the name while unconfirmed; nil for an
+    # index with no name); the index of a name, registered on first use; a record appended
+    # to the last group, or to a new one when it is full.
+    _PRELUDE = f"""
+local RECORD = {RECORD_BYTES}
+local FIELD = {FIELD_BYTES}
+local function load(key)
+    local flat = redis.call('HGETALL', key)
+    local names, groups, last = {{}}, {{}}, 0
+    for i = 1, #flat, 2 do
+        local number = tonumber(flat[i])
+        if number and number < 0 then
+            names[-number] = flat[i + 1]
+        elseif number and number > 0 then
+            groups[number] = flat[i + 1]
+            last = math.max(last, number)
         end
     end
-    error('more than 255 variant names in ' .. key)
+    return names, groups, last
 end
-"""
-    _NAME_OF = """
-local function name_of(key, stored)
-    local index = tonumber(stored)
-    if index and index >= 1 and index <= 255 then
-        return redis.call('HGET', key, string.char(index))
+local function find(groups, last, fingerprint)
+    for group = 1, last do
+        local records = groups[group]
+        local at = records and string.find(records, fingerprint, 1, true)
+        while at and (at - 1) % RECORD ~= 0 do
+            at = string.find(records, fingerprint, at + 1, true)
+        end
+        if at then
+            return group, at
+        end
     end
-    if index and index <= -1 and index >= -255 then
-        local name = redis.call('HGET', key, string.char(-index))
-        return name and ('?' .. name)
+end
+local function name_of(names, code)
+    local name = names[code % {UNCONFIRMED_FLAG}]
+    if name and code >= {UNCONFIRMED_FLAG} then
+        return '?' .. name
     end
-    return false
+    return name
+end
+local function index_of(key, names, name)
+    for i = 1, {MAX_NAMES} do
+        if not names[i] then
+            redis.call('HSET', key, -i, name)
+            names[i] = name
+            return i
+        end
+        if names[i] == name then
+            return i
+        end
+    end
+    error('more than {MAX_NAMES} variant names in ' .. key)
+end
+local function append(key, groups, last, record)
+    local records = groups[last]
+    if records and string.len(records) + RECORD <= {GROUP_RECORDS * RECORD_BYTES} then
+        redis.call('HSET', key, last, records .. record)
+    else
+        redis.call('HSET', key, last + 1, record)
+    end
 end
 """
 
     CLAIM = """
 -- KEYS[1] - the user's shard hash
--- ARGV[1] - the user's field (6 bytes of the digest of the user id)
--- ARGV[2] - the candidate variant name ('?name': stored unconfirmed, its index negated)
+-- ARGV[1] - the user's fingerprint (6 bytes of the digest of the user id)
+-- ARGV[2] - the candidate variant name ('?name': stored unconfirmed)
 -- Returns the variant name already stored for the user ('?name' while unconfirmed; nothing
--- is written), or nil when the candidate was stored. An index with no name (a damaged
--- shard) comes back as '#<index>', which is no variant name, so the caller repairs it from
+-- is written), or nil when the candidate was stored. A code with no name (a damaged
+-- shard) comes back as '#<code>', which is no variant name, so the caller repairs it from
 -- the durable record.
-""" + _INDEX_OF + _NAME_OF + """
-local stored = redis.call('HGET', KEYS[1], ARGV[1])
-if stored then
-    return name_of(KEYS[1], stored) or ('#' .. stored)
+""" + _PRELUDE + """
+local names, groups, last = load(KEYS[1])
+local group, at = find(groups, last, ARGV[1])
+if group then
+    local code = string.byte(groups[group], at + FIELD)
+    return name_of(names, code) or ('#' .. code)
 end
+local code
 if string.sub(ARGV[2], 1, 1) == '?' then
-    redis.call('HSET', KEYS[1], ARGV[1], -index_of(KEYS[1], string.sub(ARGV[2], 2)))
+    code = index_of(KEYS[1], names, string.sub(ARGV[2], 2)) + """ + str(UNCONFIRMED_FLAG) + """
 else
-    redis.call('HSET', KEYS[1], ARGV[1], index_of(KEYS[1], ARGV[2]))
+    code = index_of(KEYS[1], names, ARGV[2])
 end
+append(KEYS[1], groups, last, ARGV[1] .. string.char(code))
 return false
 """
 
     PUT = """
 -- KEYS[1] - the user's shard hash
--- ARGV[1] - the user's field (6 bytes of the digest of the user id)
--- ARGV[2] - the variant name to store, overwriting the user's current one
+-- ARGV[1] - the user's fingerprint (6 bytes of the digest of the user id)
+-- ARGV[2] - the variant name to store (confirmed), overwriting the user's current one
 -- Returns nothing.
-""" + _INDEX_OF + """
-redis.call('HSET', KEYS[1], ARGV[1], index_of(KEYS[1], ARGV[2]))
+""" + _PRELUDE + """
+local names, groups, last = load(KEYS[1])
+local code = string.char(index_of(KEYS[1], names, ARGV[2]))
+local group, at = find(groups, last, ARGV[1])
+if group then
+    local records = groups[group]
+    redis.call('HSET', KEYS[1], group,
+               string.sub(records, 1, at + FIELD - 1) .. code .. string.sub(records, at + RECORD))
+else
+    append(KEYS[1], groups, last, ARGV[1] .. code)
+end
 return false
 """
 
     GET = """
 -- KEYS[1] - the user's shard hash
--- ARGV[1] - the user's field (6 bytes of the digest of the user id)
+-- ARGV[1] - the user's fingerprint (6 bytes of the digest of the user id)
 -- Returns the variant name stored for the user ('?name' while unconfirmed), or nil (also
 -- for a damaged entry).
 -- Writes nothing.
-""" + _NAME_OF + """
-local stored = redis.call('HGET', KEYS[1], ARGV[1])
-return stored and name_of(KEYS[1], stored)
+""" + _PRELUDE + """
+local names, groups, last = load(KEYS[1])
+local group, at = find(groups, last, ARGV[1])
+return group and name_of(names, string.byte(groups[group], at + FIELD)) or false
 """
 
     def __init__(
@@ -141,10 +229,9 @@ return stored and name_of(KEYS[1], stored)
         self._get = client.register_script(self.GET)
 
     def locate(self, experiment_id: int, user_id: str) -> tuple[str, bytes]:
-        """The one place a user's shard key and field are computed."""
-        digest = hashlib.sha256(user_id.encode("utf-8")).digest()
-        shard = int.from_bytes(digest[:8], "big") % self._shards
-        return f"{self._prefix}:sticky-shard:{experiment_id}:{shard}", digest[8:8 + FIELD_BYTES]
+        """The one place a user's shard key and fingerprint are computed."""
+        shard, fingerprint = shard_and_fingerprint(user_id, self._shards)
+        return f"{self._prefix}:sticky-groups:{experiment_id}:{shard}", fingerprint
 
     def claim(self, experiment_id: int, user_id: str, candidate: str) -> str | None:
         return as_text(self._run(self._claim, experiment_id, user_id, candidate))

@@ -36,26 +36,28 @@ import redis
 import requests
 from werkzeug.test import Client
 
-from assigner import (
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as `python bench/<script>.py`
+
+from assigner import (  # noqa: E402
     Assignment,
     AssignmentSource,
     ExperimentStatus,
     RedisAssignmentStore,
 )
-from assigner.memory import StickyMemory
-from assigner.sharded_store import ShardedRedisAssignmentStore
-from bench.baseline_app import create_app as create_baseline
-from ml_api import create_app
-from ml_api.config import PROJECT_ROOT, Config, load_config
-from ml_api.experiments.definitions import VariantSpec
-from ml_api.experiments.repository import ExperimentRepository
-from ml_api.infra.database import Database, apply_schema
-from ml_api.serving.models import load_model
-from ml_api.serving.predict import observe
-from ml_api.serving.requests import parse_predict
-from ml_api.telemetry import event_kinds
-from ml_api.telemetry.metrics import SAMPLES
-from scripts.local_redis import free_port
+from assigner.memory import StickyMemory  # noqa: E402
+from assigner.sharded_store import ShardedRedisAssignmentStore  # noqa: E402
+from bench.baseline_app import create_app as create_baseline  # noqa: E402
+from ml_api import create_app  # noqa: E402
+from ml_api.config import PROJECT_ROOT, Config, load_config  # noqa: E402
+from ml_api.experiments.definitions import VariantSpec  # noqa: E402
+from ml_api.experiments.repository import ExperimentRepository  # noqa: E402
+from ml_api.infra.database import Database, apply_schema  # noqa: E402
+from ml_api.serving.models import load_model  # noqa: E402
+from ml_api.serving.predict import observe  # noqa: E402
+from ml_api.serving.requests import parse_predict  # noqa: E402
+from ml_api.telemetry import event_kinds  # noqa: E402
+from ml_api.telemetry.metrics import SAMPLES  # noqa: E402
+from scripts.local_redis import free_port  # noqa: E402
 
 MODELS = {"logreg": "LogisticRegression", "forest": "RandomForest"}
 FEATURES = [5.9, 3.0, 5.1, 1.8]

@@ -29,7 +29,7 @@ from pathlib import Path
 import mysql.connector
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as `python bench/<script>.py`
 
 from ml_api.config import Config, MySQLSettings, load_config  # noqa: E402
 from ml_api.experiments.definitions import VariantSpec  # noqa: E402

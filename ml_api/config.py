@@ -55,6 +55,7 @@ class Config:
     gunicorn_timeout: int
     gunicorn_pidfile: Path
     gunicorn_bind: str
+    proxy_upstreams: tuple[str, ...]  # gateway instances nginx balances over; () = this host's GUNICORN_BIND
     service_version: str
     default_experiment: str
     config_refresh_seconds: float
@@ -138,6 +139,7 @@ def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Con
         gunicorn_timeout=get.int("GUNICORN_TIMEOUT"),
         gunicorn_pidfile=get.path("GUNICORN_PIDFILE"),
         gunicorn_bind=get.bind("GUNICORN_BIND"),
+        proxy_upstreams=get.binds("PROXY_UPSTREAMS"),
         service_version=get.str("SERVICE_VERSION"),
         default_experiment=get.str("DEFAULT_EXPERIMENT"),
         config_refresh_seconds=get.float("CONFIG_REFRESH_SECONDS"),
@@ -260,9 +262,17 @@ class _Reader:
         path = Path(self.str(name))
         return path if path.is_absolute() else PROJECT_ROOT / path
 
+    def binds(self, name: str) -> tuple[str, ...]:
+        """A comma-separated list of ``bind`` values; empty for none."""
+        values = [value.strip() for value in self.str(name, allow_empty=True).split(",")]
+        return tuple(self._bind(name, value) for value in values if value)
+
     def bind(self, name: str) -> str:
         """``unix:<path>`` (made absolute: gunicorn and nginx run from different directories) or ``<host>:<port>``."""
-        value = self.str(name)
+        return self._bind(name, self.str(name))
+
+    @staticmethod
+    def _bind(name: str, value: str) -> str:
         if value.startswith(UNIX_PREFIX):
             if not value[len(UNIX_PREFIX):]:
                 raise ConfigError(f"{name} must name a socket path after unix:, got {value!r}")

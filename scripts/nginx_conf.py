@@ -34,6 +34,12 @@ def upstream(bind: str) -> str:
     return f"{host}:{port}"
 
 
+def upstream_servers(binds: tuple[str, ...]) -> str:
+    """The value of ``server ${PROXY_UPSTREAM};``: one address, or several joined into more
+    ``server`` lines (the same text docker-compose's envsubst would be given)."""
+    return ";\n    server ".join(upstream(bind) for bind in binds)
+
+
 def template_values(config: Config) -> dict[str, str]:
     """The value of every placeholder in the templates."""
     host = config.api_host
@@ -44,7 +50,7 @@ def template_values(config: Config) -> dict[str, str]:
         "MAX_BATCH_BODY_BYTES": str(config.max_batch_body_bytes),
         "PROXY_CLIENT_HEADER_TIMEOUT": str(config.proxy_client_header_timeout),
         "PROXY_CLIENT_BODY_TIMEOUT": str(config.proxy_client_body_timeout),
-        "PROXY_UPSTREAM": upstream(config.gunicorn_bind),
+        "PROXY_UPSTREAM": upstream_servers(config.proxy_upstreams or (config.gunicorn_bind,)),
     }
 
 

@@ -271,7 +271,7 @@ class Gateway:
         return markers
 
 
-def start_gateway(overrides: dict[str, str], tmp_path: Path, workers: int = 2) -> Gateway:
+def start_gateway(overrides: dict[str, str], tmp_path: Path, workers: int = 2, timeout: float = 30) -> Gateway:
     port = free_port()
     env = {
         **os.environ,
@@ -288,7 +288,7 @@ def start_gateway(overrides: dict[str, str], tmp_path: Path, workers: int = 2) -
         cwd=PROJECT_ROOT, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
     )
     gateway = Gateway(url=f"http://127.0.0.1:{port}", process=process, env=env, log_path=log_path, workers=workers)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"gunicorn exited: {log_path.read_text()[-2000:]}")

@@ -12,7 +12,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from assigner import RedisAssignmentStore, StoreUnavailable
-from assigner.sharded_store import FIELD_BYTES, ShardedRedisAssignmentStore
+from assigner.sharded_store import FIELD_BYTES, GROUP_RECORDS, RECORD_BYTES, ShardedRedisAssignmentStore
 from ml_api.config import load_config
 from ml_api.infra.redis_client import create_redis
 from tests.netproxy import TcpProxy
@@ -156,27 +156,67 @@ def test_unreachable_redis_raises_store_unavailable(store_class):
 def test_sharded_layout_is_one_listpack_hash_per_shard(sharded, redis_client, redis_prefix):
     for i in range(100):
         sharded.claim(4, f"user-{i}", "control" if i % 3 else "variation")
-    keys = list(redis_client.scan_iter(match=f"{redis_prefix}:sticky-shard:4:*"))
+    keys = list(redis_client.scan_iter(match=f"{redis_prefix}:sticky-groups:4:*"))
     assert keys and all(redis_client.type(k) == b"hash" for k in keys)
     assert all(redis_client.object("encoding", k) == b"listpack" for k in keys)
-    key, field = sharded.locate(4, "user-0")
-    assert len(field) == FIELD_BYTES
-    index = redis_client.hget(key, field)
-    assert redis_client.hget(key, bytes([int(index)])) == b"variation"
+    key, fingerprint = sharded.locate(4, "user-0")
+    assert len(fingerprint) == FIELD_BYTES
+    shard = redis_client.hgetall(key)
+    assert shard[b"-1"] in (b"control", b"variation")  # names have negative fields
+    groups = [value for field, value in shard.items() if int(field) > 0]
+    assert all(len(value) % RECORD_BYTES == 0 and len(value) <= GROUP_RECORDS * RECORD_BYTES for value in groups)
+    record = next(value[at:at + RECORD_BYTES] for value in groups for at in range(0, len(value), RECORD_BYTES)
+                  if value[at:at + FIELD_BYTES] == fingerprint)
+    assert shard[b"-%d" % record[FIELD_BYTES]] == b"variation"
 
 
 def test_users_sharing_a_shard_keep_their_own_variants(redis_client, redis_prefix):
     single = ShardedRedisAssignmentStore(redis_client, redis_prefix, shards=1)
-    for i in range(300):  # also past 128 fields, where Redis converts the listpack
+    for i in range(300):  # 34 groups of up to nine records
         assert single.claim(1, f"u{i}", ("a", "b", "c")[i % 3]) is None
     assert [single.claim(1, f"u{i}", "z") for i in range(300)] == [("a", "b", "c")[i % 3] for i in range(300)]
-    assert len(redis_client.keys(f"{redis_prefix}:sticky-shard:1:*")) == 1
+    [key] = redis_client.keys(f"{redis_prefix}:sticky-groups:1:*")
+    assert redis_client.hlen(key) == 3 + -(-300 // GROUP_RECORDS)
+    assert redis_client.object("encoding", key) == b"listpack"
 
 
-def test_a_damaged_index_reads_as_no_variant_and_put_repairs_it(sharded, redis_client):
+def test_confirming_and_correcting_rewrite_one_record_in_place(redis_client, redis_prefix):
+    single = ShardedRedisAssignmentStore(redis_client, redis_prefix, shards=1)
+    for i in range(20):
+        single.claim(2, f"u{i}", "?control")
+    [key] = redis_client.keys(f"{redis_prefix}:sticky-groups:2:*")
+    before = redis_client.hgetall(key)
+    single.put(2, "u11", "control")  # confirmed
+    single.put(2, "u12", "variation")  # corrected from the durable record, a name new to the shard
+    after = redis_client.hgetall(key)
+    assert len(after) == len(before) + 1  # the new name only
+    changed = [field for field in before if before[field] != after[field]]
+    assert changed == [b"2"]  # u11 and u12 are both in the second group
+    assert [single.get(2, f"u{i}") for i in range(20)] == [
+        {11: "control", 12: "variation"}.get(i, "?control") for i in range(20)]
+
+
+def test_a_shard_past_the_listpack_limit_keeps_every_user(redis_client, redis_prefix):
+    """Beyond 512 fields Redis turns the shard into a hashtable: bigger, same answers."""
+    single = ShardedRedisAssignmentStore(redis_client, redis_prefix, shards=1)
+    users = 520 * GROUP_RECORDS
+    pipe = redis_client.pipeline(transaction=False)
+    queued = ShardedRedisAssignmentStore(pipe, redis_prefix, shards=1)
+    for i in range(users):
+        queued.claim(3, f"u{i}", "control" if i % 2 else "variation")
+    pipe.execute()
+    [key] = redis_client.keys(f"{redis_prefix}:sticky-groups:3:*")
+    assert redis_client.object("encoding", key) == b"hashtable"
+    assert single.claim(3, f"u{users - 1}", "x") == "control"
+    assert single.claim(3, "u0", "x") == "variation"
+    assert single.claim(3, "newcomer", "?control") is None
+    assert single.get(3, "newcomer") == "?control"
+
+
+def test_a_damaged_code_reads_as_no_variant_and_put_repairs_it(sharded, redis_client):
     sharded.claim(6, "u", "control")
-    key, field = sharded.locate(6, "u")
-    redis_client.hset(key, field, 42)
+    key, fingerprint = sharded.locate(6, "u")
+    redis_client.hset(key, "1", fingerprint + bytes([42]))  # index 42 has no name
     damaged = sharded.claim(6, "u", "control")
     assert damaged == "#42"  # not a variant name: the facade asks the durable record
     assert sharded.get(6, "u") is None

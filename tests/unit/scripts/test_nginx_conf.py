@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_api.config import PROJECT_ROOT, load_config
+from ml_api.config import PROJECT_ROOT, ConfigError, load_config
 from scripts import nginx_conf
 from tests.nginx_server import nginx_or_skip
 
@@ -53,3 +53,16 @@ def test_nginx_accepts_the_rendered_config(bind, tmp_path: Path):
     nginx_conf.render(load_config({"GUNICORN_BIND": bind}), tmp_path)
     result = subprocess.run([*nginx_conf.command(binary, tmp_path), "-t"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_several_gateway_instances_become_several_upstream_servers(tmp_path: Path):
+    config = load_config({"PROXY_UPSTREAMS": "10.0.0.5:8001, 10.0.0.6:8001,unix:var/other.sock"})
+    nginx_conf.render(config, tmp_path)
+    upstream = (tmp_path / "gateway.conf").read_text().split("upstream gateway {")[1].split("}")[0]
+    assert [line.strip() for line in upstream.splitlines() if line.strip().startswith("server ")] == [
+        "server 10.0.0.5:8001;", "server 10.0.0.6:8001;", f"server unix:{PROJECT_ROOT / 'var' / 'other.sock'};"]
+
+
+def test_a_malformed_upstream_names_the_setting():
+    with pytest.raises(ConfigError, match="PROXY_UPSTREAMS"):
+        load_config({"PROXY_UPSTREAMS": "10.0.0.5:8001,nohost"})

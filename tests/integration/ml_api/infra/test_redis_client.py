@@ -1,16 +1,11 @@
 """Both sticky stores on a real three-master Redis Cluster, started on loopback ports.
 
 The cluster client is built by ``ml_api.infra.redis_client.create_redis`` with ``REDIS_CLUSTER=true``,
-as the gateway builds it, and the store contract of ``test_sharded_store.py`` runs on it.
+as the gateway builds it, and the store contract of ``test_sharded_store.py`` and the claim
+protocol of ``test_assign.py`` (with a real MySQL) run on it.
 """
 
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 import redis
@@ -20,6 +15,13 @@ from assigner.sharded_store import ShardedRedisAssignmentStore
 from ml_api.config import load_config
 from ml_api.infra.redis_client import LazyClusterClient, create_redis
 from ml_api.infra.request_ids import RequestDirectory
+from tests.integration.assigner.test_assign import (  # noqa: F401 - first write wins, the claim protocol
+    all_control,
+    recorder,
+    test_a_claim_left_unconfirmed_is_recorded_by_the_next_request,
+    test_a_new_user_is_claimed_unconfirmed_and_confirmed_once_recorded,
+    test_the_first_variant_wins_over_new_weights_and_a_flushed_cache,
+)
 from tests.integration.assigner.test_sharded_store import (  # noqa: F401 - the store contract, rerun here
     STORES,
     assert_claim_sent_once_while_busy,
@@ -40,70 +42,14 @@ from tests.integration.ml_api.infra.test_request_ids import (  # noqa: F401 - re
     test_a_queued_id_reaches_redis_only_with_the_batch,
     test_one_flush_sends_every_queued_id_of_every_minute,
 )
-from tests.waiting import wait_until
-
-MASTERS = 3
-START_SECONDS = 15
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (client ports and cluster-bus ports)."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-
-
-def answers(port: int) -> bool:
-    try:
-        return redis.Redis(port=port, socket_timeout=0.5).ping()
-    except redis.ConnectionError:
-        return False
-
-
-def cluster_ok(port: int) -> bool:
-    return redis.Redis(port=port).cluster("info").get("cluster_state") == "ok"
+from tests.redis_cluster import MASTERS, free_ports, running_cluster
 
 
 @pytest.fixture(scope="module")
 def cluster_url() -> Iterator[str]:
-    """A three-master cluster of this module alone; processes and files removed after."""
-    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
-    if server is None or cli is None:
-        pytest.fail("redis-server and redis-cli are needed (make test installs them)")
-    ports = free_ports(2 * MASTERS)
-    client_ports, bus_ports = ports[:MASTERS], ports[MASTERS:]
-    workdir = Path(tempfile.mkdtemp(prefix="redis-cluster-"))
-    processes: list[subprocess.Popen] = []
-    try:
-        for port, bus in zip(client_ports, bus_ports):
-            node_dir = workdir / str(port)
-            node_dir.mkdir()
-            processes.append(subprocess.Popen(
-                [server, "--port", str(port), "--cluster-port", str(bus), "--bind", "127.0.0.1",
-                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--dir", str(node_dir),
-                 "--save", "", "--appendonly", "no"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))
-        for port in client_ports:
-            wait_until(lambda: answers(port), timeout=START_SECONDS, interval=0.05,
-                       message=f"redis cluster: node {port} answering")
-        subprocess.run(
-            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in client_ports),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True, timeout=START_SECONDS,
-        )
-        for port in client_ports:
-            wait_until(lambda: cluster_ok(port), timeout=START_SECONDS, interval=0.05,
-                       message=f"redis cluster: cluster_state:ok on {port}")
-        yield f"redis://127.0.0.1:{client_ports[0]}/0"
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
+    """A three-master cluster of this module alone."""
+    with running_cluster() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +60,12 @@ def cluster_client(cluster_url: str) -> Iterator[LazyClusterClient]:
     assert isinstance(client, LazyClusterClient) and isinstance(client.client(), redis.RedisCluster)
     yield client
     client.close()
+
+
+@pytest.fixture
+def sticky_client(cluster_client):
+    """Overrides the facade tests' client: the stores they build use the cluster."""
+    return cluster_client
 
 
 @pytest.fixture(params=list(STORES))
