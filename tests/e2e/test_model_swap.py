@@ -10,8 +10,10 @@ import pytest
 import requests
 
 from ml_api.config import PROJECT_ROOT
-from tests.conftest import read_events, start_gateway
+from tests.conftest import BOTH_WORKER_CLASSES, read_events, start_gateway
 from tests.waiting import wait_until
+
+pytestmark = BOTH_WORKER_CLASSES
 
 IRIS = [6.1, 2.8, 4.7, 1.2]
 
