@@ -1,6 +1,6 @@
 """gunicorn's worker classes side by side, with the reverse proxy in the path.
 
-    python bench/bench_gateway.py --workers-only [--duration 5] [--rounds 3]   # also part of `make bench`
+    PYTHONPATH=. python bench/bench_gateway.py --workers-only [--duration 5] [--rounds 3]   # also in `make bench`
 
 For each demo model (iris: LogisticRegression on a list; churn: the LogisticRegression
 pipeline on named features) and each GUNICORN_WORKER_CLASS, two servers run at once: the
