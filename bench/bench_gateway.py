@@ -29,6 +29,7 @@ from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import mysql.connector
@@ -48,7 +49,7 @@ from assigner.memory import StickyMemory  # noqa: E402
 from assigner.sharded_store import ShardedRedisAssignmentStore  # noqa: E402
 from bench.baseline_app import create_app as create_baseline  # noqa: E402
 from ml_api import create_app  # noqa: E402
-from ml_api.config import PROJECT_ROOT, Config, load_config  # noqa: E402
+from ml_api.config import PROJECT_ROOT, UNIX_PREFIX, Config, load_config  # noqa: E402
 from ml_api.experiments.definitions import VariantSpec  # noqa: E402
 from ml_api.experiments.repository import ExperimentRepository  # noqa: E402
 from ml_api.infra.database import Database, apply_schema  # noqa: E402
@@ -58,6 +59,7 @@ from ml_api.serving.requests import parse_predict  # noqa: E402
 from ml_api.telemetry import event_kinds  # noqa: E402
 from ml_api.telemetry.metrics import SAMPLES  # noqa: E402
 from scripts.local_redis import free_port  # noqa: E402
+from scripts.serve import listening  # noqa: E402
 
 MODELS = {"logreg": "LogisticRegression", "forest": "RandomForest"}
 FEATURES = [5.9, 3.0, 5.1, 1.8]
@@ -69,10 +71,12 @@ CUSTOMER = {"tenure": 1, "MonthlyCharges": 85.0, "TotalCharges": 85.0, "SeniorCi
 BATCH_ROWS = 1000
 POPULATION = 1_000
 WARMUP_SECONDS = 3
+START_SECONDS = 90  # a loaded machine takes a while to import the app in a new gunicorn
 TARGET_RATIO = 0.85
 TARGET_ADDED_P50_MS = 1.0
 TARGET_P99_MS = 10.0
 TARGET_P99_CONNECTIONS = 32
+WORKER_CLASS_ROUNDS = 3  # the worker-class comparison runs 8 servers' worth of wrk runs per round
 
 # wrk runs this per request: users cycle through a fixed population (steady state: every
 # user is known), and done() prints one machine-readable line. With a positive
@@ -195,10 +199,11 @@ def private_stack(base: Config) -> Iterator[Stack]:
 
 
 @contextmanager
-def gunicorn(app_spec: str, overrides: dict[str, str], workdir: Path, label: str) -> Iterator[Server]:
-    """``app_spec`` served with ml_api/gunicorn.conf.py on a free port."""
-    port = free_port()
-    env = {**os.environ, **overrides, "GUNICORN_BIND": f"127.0.0.1:{port}",
+def gunicorn(app_spec: str, overrides: dict[str, str], workdir: Path, label: str,
+             bind: str | None = None) -> Iterator[Server]:
+    """``app_spec`` served with ml_api/gunicorn.conf.py on ``bind`` (a unix socket for nginx), else a free port."""
+    bind = bind or f"127.0.0.1:{free_port()}"
+    env = {**os.environ, **overrides, "GUNICORN_BIND": bind,
            "GUNICORN_PIDFILE": str(workdir / f"{label}.pid"), "PYTHONPATH": str(PROJECT_ROOT)}
     log_path = workdir / f"{label}.log"
     with open(log_path, "wb") as log:
@@ -206,21 +211,25 @@ def gunicorn(app_spec: str, overrides: dict[str, str], workdir: Path, label: str
             [str(Path(sys.executable).parent / "gunicorn"), "-c", "ml_api/gunicorn.conf.py", app_spec],
             cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{bind}"
+    ready = partial(listening, bind) if bind.startswith(UNIX_PREFIX) else partial(healthy, url)
     try:
-        deadline = time.monotonic() + 30
-        while True:
+        deadline = time.monotonic() + START_SECONDS
+        while not ready():
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{label} did not start: {log_path.read_text()[-2000:]}")
-            try:
-                if requests.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                time.sleep(0.1)
+            time.sleep(0.1)
         yield Server(url, workdir / f"{label}.pid")
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def healthy(url: str) -> bool:
+    try:
+        return requests.get(url + "/health", timeout=2).status_code == 200
+    except (requests.ConnectionError, requests.Timeout):
+        return False
 
 
 def balanced_worker_connections(config: Config, connections: int) -> int:
@@ -251,23 +260,23 @@ def wrk(server: Server, script: Path, connections: int, seconds: int) -> Load:
                 cpu / max(stats["requests"], 1) * 1e6)
 
 
-def visit_everyone(url: str, experiment: str) -> None:
+def visit_everyone(url: str, experiment: str, features: Any = FEATURES) -> None:
     """One request per user of the population, so the measured runs are all repeat visits."""
     def visit(users: range) -> None:
         with requests.Session() as session:
             for n in users:
-                body = {"user_id": f"bench-{n}", "experiment": experiment, "features": FEATURES}
+                body = {"user_id": f"bench-{n}", "experiment": experiment, "features": features}
                 session.post(url + "/predict", json=body, timeout=10).raise_for_status()
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(visit, [range(start, POPULATION, 8) for start in range(8)]))
 
 
-def write_wrk_script(stack: Stack, model: str, profile: Profile) -> Path:
+def write_wrk_script(stack: Stack, model: str, profile: Profile, features: Any = FEATURES) -> Path:
     path = stack.workdir / f"wrk-{model}-{profile.connections}-{profile.rate or 0:.0f}.lua"
     path.write_text(
         WRK_SCRIPT.replace("EXPERIMENT", stack.experiments[model])
-        .replace("FEATURES", json.dumps(FEATURES, separators=(",", ":")))
+        .replace("FEATURES", json.dumps(features, separators=(",", ":")))
         .replace("POPULATION", str(POPULATION))
         .replace("MEAN_PAUSE_MS", repr(profile.mean_pause_ms))
     )
@@ -475,23 +484,30 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"requests/s offered by {TARGET_P99_CONNECTIONS} paced connections (0: no paced run)")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--costs-only", action="store_true", help="only the in-process costs (no wrk runs)")
+    parser.add_argument("--workers-only", action="store_true",
+                        help="only the worker classes side by side, nginx in the path (bench/bench_workers.py)")
     args = parser.parse_args(argv)
     if args.costs_only:
         with private_stack(load_config(os.environ)) as stack:
             print_costs(stack)
         return 0
+    from bench.bench_workers import compare_worker_classes  # it builds on this module
+
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 1
     base = load_config(os.environ)
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; gunicorn {base.gunicorn_workers} workers"
-          f" x {base.gunicorn_threads} threads (gthread); sticky store: {base.sticky_store}")
+          f" x {base.gunicorn_threads} threads ({base.gunicorn_worker_class}); sticky store: {base.sticky_store}")
     with private_stack(base) as stack:
         profiles = [Profile(level) for level in args.connections]
         if args.paced_rate > 0:
             profiles.append(Profile(TARGET_P99_CONNECTIONS, args.paced_rate))
         cap = balanced_worker_connections(base, max(profile.connections for profile in profiles))
         stack.overrides["GUNICORN_WORKER_CONNECTIONS"] = str(cap)
+        if args.workers_only:
+            compare_worker_classes(stack, args.duration, min(args.rounds, WORKER_CLASS_ROUNDS))
+            return 0
         print(f"worker_connections {cap} for both servers, so every worker gets a share of wrk's connections")
         for profile in profiles:
             if 1 < profile.connections < cap + base.gunicorn_threads:
@@ -500,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         results = {model: bench_model(stack, model, profiles, args.duration, args.rounds) for model in args.models}
         print_load_table(results)
         print_targets(results)
+        compare_worker_classes(stack, args.duration, min(args.rounds, WORKER_CLASS_ROUNDS))
         print_costs(stack)
     return 0
 

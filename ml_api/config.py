@@ -25,6 +25,7 @@ GENERATED_SECRETS = ("USER_HASH_KEY", "ADMIN_TOKEN")
 ADMIN_DISABLED = "disabled"
 NOT_MODELS = {"MODEL_DIR", "MODEL_TIMEOUT_MS", "MODEL_STATE_PATH"}
 STICKY_STORES = ("sharded", "keys")
+WORKER_CLASSES = ("gthread", "gevent")
 UNIX_PREFIX = "unix:"
 MODEL_FILE_SUFFIXES = (".joblib", ".skops")
 
@@ -50,6 +51,7 @@ class Config:
     api_host: str
     api_port: int
     gunicorn_workers: int
+    gunicorn_worker_class: str
     gunicorn_threads: int
     gunicorn_worker_connections: int
     gunicorn_timeout: int
@@ -134,6 +136,7 @@ def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Con
         api_host=get.str("API_HOST"),
         api_port=get.int("API_PORT"),
         gunicorn_workers=get.int("GUNICORN_WORKERS"),
+        gunicorn_worker_class=get.choice("GUNICORN_WORKER_CLASS", WORKER_CLASSES),
         gunicorn_threads=get.int("GUNICORN_THREADS"),
         gunicorn_worker_connections=get.int("GUNICORN_WORKER_CONNECTIONS"),
         gunicorn_timeout=get.int("GUNICORN_TIMEOUT"),

@@ -20,8 +20,8 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_config.metrics_dir)
 
 bind = _config.gunicorn_bind  # nginx listens on API_HOST:API_PORT and hands requests on here
 workers = _config.gunicorn_workers
-worker_class = "gthread"
-threads = _config.gunicorn_threads
+worker_class = _config.gunicorn_worker_class  # gthread or gevent: README, "Worker class"
+threads = _config.gunicorn_threads  # gthread only
 worker_connections = _config.gunicorn_worker_connections
 timeout = _config.gunicorn_timeout
 graceful_timeout = _config.gunicorn_timeout

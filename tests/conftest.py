@@ -25,7 +25,7 @@ import requests
 
 from assigner import ExperimentStatus
 from ml_api import create_app
-from ml_api.config import PROJECT_ROOT, Config, load_config
+from ml_api.config import PROJECT_ROOT, WORKER_CLASSES, Config, load_config
 from ml_api.experiments.definitions import VariantSpec
 from ml_api.experiments.repository import ExperimentRepository
 from ml_api.infra.database import Database, apply_schema
@@ -109,10 +109,23 @@ def isolated_settings(database: str, redis_prefix: str, model_dir: Path, tmp_pat
     }
 
 
+# The modules that hold the gateway's guarantees (faults, the model budget, fallback, hot swap,
+# event shipping) run under both gunicorn worker classes: ``pytestmark = BOTH_WORKER_CLASSES``.
+BOTH_WORKER_CLASSES = pytest.mark.parametrize("worker_class", WORKER_CLASSES, indirect=True)
+
+
 @pytest.fixture
-def overrides(mysql_database: str, redis_prefix: str, model_dir: Path, tmp_path: Path) -> dict[str, str]:
+def worker_class(request) -> str | None:
+    """GUNICORN_WORKER_CLASS of this test's gateways: a parameter (BOTH_WORKER_CLASSES), else api.env's."""
+    return getattr(request, "param", None)
+
+
+@pytest.fixture
+def overrides(mysql_database: str, redis_prefix: str, model_dir: Path, tmp_path: Path,
+              worker_class: str | None) -> dict[str, str]:
     """This test's isolated settings."""
-    return isolated_settings(mysql_database, redis_prefix, model_dir, tmp_path)
+    settings = isolated_settings(mysql_database, redis_prefix, model_dir, tmp_path)
+    return {**settings, "GUNICORN_WORKER_CLASS": worker_class} if worker_class else settings
 
 
 @pytest.fixture

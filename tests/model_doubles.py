@@ -34,6 +34,19 @@ class SlowModel(FailingModel):
         return np.array([[1.0, 0.0, 0.0]])
 
 
+class SpinningModel(FailingModel):
+    """Answers after holding the CPU for ``seconds`` in Python code (it never sleeps, never yields to gevent)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def predict_proba(self, rows):
+        deadline = time.perf_counter() + self.seconds
+        while time.perf_counter() < deadline:
+            pass
+        return np.array([[1.0, 0.0, 0.0]])
+
+
 def with_models(overrides: dict[str, str], model_dir: Path, tmp_path: Path, **estimators: object) -> dict[str, str]:
     """Settings whose model directory and api.env copy also hold ``estimators`` as models (name -> estimator)."""
     models = tmp_path / "models"

@@ -19,6 +19,7 @@ from mysql.connector.abstracts import MySQLConnectionAbstract
 
 from ml_api.config import PROJECT_ROOT, MySQLSettings
 from ml_api.errors import DatabaseUnavailable
+from ml_api.infra.native_threads import event_loop_active
 from ml_api.telemetry.metrics import DEPENDENCY_ERRORS
 
 SCHEMA_FILE = PROJECT_ROOT / "mysql" / "schema.sql"
@@ -37,6 +38,11 @@ CONFLICT_BACKOFF_SECONDS = 0.01  # the first pause; it doubles, with jitter, at 
 
 T = TypeVar("T")
 
+# mysql-connector's C extension (used when installed) waits in libmysqlclient, out of gevent's
+# sight: it would stop the worker's event loop for every round trip. The pure-Python protocol
+# waits on a patched socket. (Asked for where no C extension is installed, use_pure=False fails.)
+PURE_PROTOCOL_UNDER_GEVENT = {"use_pure": True}
+
 
 class Database:
     def __init__(self, settings: MySQLSettings) -> None:
@@ -51,6 +57,7 @@ class Database:
             host=s.host, port=s.port, user=s.user, password=s.password, database=s.database,
             connection_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True,
             charset="utf8mb4", collation="utf8mb4_bin", time_zone="+00:00",
+            **PURE_PROTOCOL_UNDER_GEVENT if event_loop_active() else {},
         )
 
     def _checkout(self) -> tuple[MySQLConnectionAbstract, bool]:

@@ -6,6 +6,9 @@ background thread in every worker drains it into MySQL when MySQL answers again 
 event shipper uses another file of the same kind as its disk buffer, ``telemetry.events``). Writes to MySQL are idempotent
 (assignments by primary key, outcomes by ``feedback_id``), so a batch replayed after a
 crash is neither lost nor doubled.
+
+Every SQLite call runs through ``offload``: under the gevent worker a commit that fsyncs, or
+that waits for another worker's lock, runs on a native thread instead of stopping the loop.
 """
 
 import json
@@ -16,6 +19,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from ml_api.infra.native_threads import offload
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +57,10 @@ class Spool:
                 time.sleep(0.1)
 
     @contextmanager
-    def _open(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+    def _open(self, across_threads: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection; ``across_threads`` when its calls are offloaded one by one (any native thread)."""
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
+                               check_same_thread=not across_threads)
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         try:
             yield conn
@@ -66,6 +73,9 @@ class Spool:
 
     def put_many(self, records: list[Record]) -> None:
         """Append records in one transaction."""
+        offload(self._append, records)
+
+    def _append(self, records: list[Record]) -> None:
         with self._open() as conn:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
@@ -79,14 +89,16 @@ class Spool:
 
         A scan of what waits (an outage's worth at most); used off the hot path."""
         conditions = " AND ".join(f"json_extract(payload, '$.{name}') = ?" for name in fields)
-        with self._open() as conn:
-            row = conn.execute(f"SELECT payload FROM pending WHERE kind = ? AND {conditions} ORDER BY id LIMIT 1",
-                               (kind, *fields.values())).fetchone()
+        query = f"SELECT payload FROM pending WHERE kind = ? AND {conditions} ORDER BY id LIMIT 1"
+        row = offload(self._fetch_one, query, (kind, *fields.values()))
         return json.loads(row[0]) if row else None
 
     def size(self) -> int:
+        return offload(self._fetch_one, "SELECT COUNT(*) FROM pending", ())[0]
+
+    def _fetch_one(self, query: str, parameters: tuple) -> tuple | None:
         with self._open() as conn:
-            return conn.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
+            return conn.execute(query, parameters).fetchone()
 
     def drain(self, write: Callable[[list[Record]], None], batch_size: int = 500, max_batches: int | None = None) -> int:
         """Hand pending records to ``write`` in batches; delete each batch only after it succeeded.
@@ -96,23 +108,32 @@ class Spool:
         """
         delivered = 0
         batches = 0
-        with self._open() as conn:
+        with self._open(across_threads=True) as conn:  # ``write`` runs on this thread, SQLite on native ones
             while max_batches is None or batches < max_batches:
                 batches += 1
-                conn.execute("BEGIN IMMEDIATE")
-                rows = conn.execute("SELECT id, kind, payload FROM pending ORDER BY id LIMIT ?", (batch_size,)).fetchall()
+                rows = offload(_take_batch, conn, batch_size)
                 if not rows:
-                    conn.execute("COMMIT")
+                    offload(conn.execute, "COMMIT")
                     return delivered
                 try:
                     write([(kind, json.loads(payload)) for _, kind, payload in rows])
                 except Exception:
-                    conn.execute("ROLLBACK")
+                    offload(conn.execute, "ROLLBACK")
                     raise
-                conn.executemany("DELETE FROM pending WHERE id = ?", [(row_id,) for row_id, _, _ in rows])
-                conn.execute("COMMIT")
+                offload(_delete_batch, conn, [row_id for row_id, _, _ in rows])
                 delivered += len(rows)
         return delivered
+
+
+def _take_batch(conn: sqlite3.Connection, batch_size: int) -> list[tuple[int, str, str]]:
+    """The oldest pending rows, inside a write transaction left open until they are delivered or kept."""
+    conn.execute("BEGIN IMMEDIATE")
+    return conn.execute("SELECT id, kind, payload FROM pending ORDER BY id LIMIT ?", (batch_size,)).fetchall()
+
+
+def _delete_batch(conn: sqlite3.Connection, row_ids: list[int]) -> None:
+    conn.executemany("DELETE FROM pending WHERE id = ?", [(row_id,) for row_id in row_ids])
+    conn.execute("COMMIT")
 
 
 def deliver_spool(spool: Spool, write: Callable[[list[Record]], None], ready: Callable[[], bool]) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 from assigner import in_traffic
 from assigner.hashing import shadow_bucket
 from ml_api.infra.database import Database
+from ml_api.infra.native_threads import offload
 from ml_api.serving.inputs import Features
 from ml_api.serving.models import ModelError, ModelRegistry
 from ml_api.serving.requests import label_text
@@ -106,7 +107,9 @@ class ShadowMirror:
         try:
             model = self._models.get(job.shadow_model)
             version = model.version
-            prediction = model.predict(job.features)
+            # Under gevent this pool's jobs are greenlets: the model itself runs on a native thread,
+            # so a hanging or CPU-bound shadow model never holds the worker's event loop.
+            prediction = offload(model.predict, job.features)
             label, probability = prediction.label, prediction.probability
         except ModelError as exc:
             error = str(exc)

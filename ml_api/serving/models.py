@@ -13,8 +13,6 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -24,6 +22,7 @@ from typing import Any, TypeVar
 import joblib
 import numpy as np
 
+from ml_api.infra.native_threads import BudgetPool
 from ml_api.serving.fast_predict import ProbaRow, has_fast_path, single_row_proba
 from ml_api.serving.inputs import Features, ModelInputs
 from ml_api.serving.introspect import inputs_of
@@ -179,7 +178,8 @@ class ModelRegistry:
         self.errors: dict[str, str] = {}
         self._state_path = state_path
         self._timeout = timeout_seconds
-        self._executor = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="model") if timeout_seconds else None
+        # Native threads under either worker class: a model past its budget is abandoned, never waited for.
+        self._pool = BudgetPool(max_parallel, "model") if timeout_seconds else None
         last_good = self._read_state()
         for name, file_name in model_files.items():
             try:
@@ -244,12 +244,11 @@ class ModelRegistry:
         return self._within_budget(model, model.predict_many, items)
 
     def _within_budget(self, model: LoadedModel, call: Callable[[Any], T], argument: Any) -> T:
-        if self._executor is None:
+        if self._pool is None:
             return call(argument)
-        future = self._executor.submit(call, argument)
         try:
-            return future.result(timeout=self._timeout)
-        except FutureTimeout:
+            return self._pool.call(call, argument, self._timeout)
+        except TimeoutError:
             raise ModelError(
                 f"model {model.name!r} exceeded its time budget of {self._timeout * 1000:.0f} ms"
             ) from None

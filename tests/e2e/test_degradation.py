@@ -8,9 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import start_gateway
+from tests.conftest import BOTH_WORKER_CLASSES, start_gateway
 from tests.netproxy import TcpProxy
 from tests.waiting import wait_until
+
+pytestmark = BOTH_WORKER_CLASSES
 
 IRIS = [5.0, 3.4, 1.5, 0.2]
 

@@ -10,9 +10,11 @@ import jsonschema
 import pytest
 import requests
 
-from tests.conftest import free_port, request_id, start_gateway
+from tests.conftest import BOTH_WORKER_CLASSES, free_port, request_id, start_gateway
 from tests.logstash_standin import StandInLogstash
 from tests.waiting import wait_until
+
+pytestmark = BOTH_WORKER_CLASSES
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "logstash" / "event.schema.json").read_text())
 IRIS = [6.3, 2.9, 5.6, 1.8]

@@ -20,9 +20,11 @@ from ml_api.config import PROJECT_ROOT
 from ml_api.experiments.definitions import VariantSpec
 from ml_api.experiments.repository import ExperimentRepository
 from scripts.demo_data import churn
-from tests.conftest import read_events, start_gateway
+from tests.conftest import BOTH_WORKER_CLASSES, read_events, start_gateway
 from tests.customers import customers
 from tests.waiting import wait_until
+
+pytestmark = BOTH_WORKER_CLASSES
 
 IRIS = [6.1, 2.8, 4.7, 1.2]
 

@@ -11,8 +11,11 @@ import requests
 
 from ml_api.config import PROJECT_ROOT
 from scripts.local_redis import free_port
+from tests.conftest import BOTH_WORKER_CLASSES
 from tests.nginx_server import nginx_or_skip
 from tests.waiting import wait_until
+
+pytestmark = BOTH_WORKER_CLASSES
 
 
 def alive(pid: int) -> bool:

@@ -9,7 +9,9 @@ import redis
 import requests
 from scipy.stats import chisquare
 
-from tests.conftest import start_gateway
+from tests.conftest import BOTH_WORKER_CLASSES, start_gateway
+
+pytestmark = BOTH_WORKER_CLASSES
 
 IRIS = [5.9, 3.0, 5.1, 1.8]
 STRICT_P = 1e-4  # a correct split fails this check once in 10,000 runs

@@ -72,9 +72,14 @@ def test_gunicorn_settings_come_from_api_env_and_the_environment(tmp_path):
               "print(s['workers'], s['threads'], s['worker_connections'], s['worker_class'])")
     env = {**os.environ, "GUNICORN_WORKER_CONNECTIONS": "20", "GUNICORN_THREADS": "3",
            "METRICS_DIR": str(tmp_path / "metrics"), "GUNICORN_PIDFILE": str(tmp_path / "g.pid")}
-    shown = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-                           check=True).stdout.split()
-    assert shown == [str(load_config({}).gunicorn_workers), "3", "20", "gthread"]
+    env.pop("GUNICORN_WORKER_CLASS", None)
+
+    def shown(**settings: str) -> list[str]:
+        return subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, env={**env, **settings},
+                              capture_output=True, text=True, check=True).stdout.split()
+
+    assert shown() == [str(load_config({}).gunicorn_workers), "3", "20", load_config({}).gunicorn_worker_class]
+    assert shown(GUNICORN_WORKER_CLASS="gevent")[3] == "gevent"
 
 
 def test_gunicorn_binds_a_socket_under_the_project_by_default():
@@ -87,6 +92,7 @@ def test_gunicorn_binds_a_socket_under_the_project_by_default():
 @pytest.mark.parametrize("name,value", [
     ("GUNICORN_BIND", "8001"), ("GUNICORN_BIND", "unix:"), ("GUNICORN_BIND", "host:port"),
     ("PROXY_CLIENT_HEADER_TIMEOUT", "0"), ("PROXY_CLIENT_BODY_TIMEOUT", "-5"),
+    ("GUNICORN_WORKER_CLASS", "eventlet"),
 ])
 def test_bad_proxy_settings_name_the_setting(name, value):
     with pytest.raises(ConfigError, match=name):
