@@ -284,7 +284,9 @@ class Gateway:
         return markers
 
 
-def start_gateway(overrides: dict[str, str], tmp_path: Path, workers: int = 2, timeout: float = 30) -> Gateway:
+def start_gateway(overrides: dict[str, str], tmp_path: Path, workers: int = 2, timeout: float = 90) -> Gateway:
+    """gunicorn on a free port; ``timeout`` is a deadline for its first answer (a worker importing
+    scikit-learn and pandas on a loaded 2-core machine takes tens of seconds)."""
     port = free_port()
     env = {
         **os.environ,
