@@ -109,8 +109,9 @@ def isolated_settings(database: str, redis_prefix: str, model_dir: Path, tmp_pat
     }
 
 
-# The modules that hold the gateway's guarantees (faults, the model budget, fallback, hot swap,
-# event shipping) run under both gunicorn worker classes: ``pytestmark = BOTH_WORKER_CLASSES``.
+# The tests that hold the gateway's guarantees (faults, the model budget, fallback, hot swap,
+# event shipping) run under both gunicorn worker classes: ``pytestmark = BOTH_WORKER_CLASSES``
+# for a module, ``@BOTH_WORKER_CLASSES`` for a test.
 BOTH_WORKER_CLASSES = pytest.mark.parametrize("worker_class", WORKER_CLASSES, indirect=True)
 
 

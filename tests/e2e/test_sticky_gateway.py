@@ -11,7 +11,6 @@ from scipy.stats import chisquare
 
 from tests.conftest import BOTH_WORKER_CLASSES, start_gateway
 
-pytestmark = BOTH_WORKER_CLASSES
 
 IRIS = [5.9, 3.0, 5.1, 1.8]
 STRICT_P = 1e-4  # a correct split fails this check once in 10,000 runs
@@ -92,6 +91,7 @@ def private_gateway(overrides, private_redis, tmp_path):
     gw.stop()
 
 
+@BOTH_WORKER_CLASSES  # Redis faults and the feedback path: worker-class guarantees
 def test_flushed_redis_changes_nobody(private_gateway, private_redis, repo, make_experiment):
     experiment = make_experiment((50, 50))
     users = [f"flush-{i}" for i in range(3000)]
@@ -103,6 +103,7 @@ def test_flushed_redis_changes_nobody(private_gateway, private_redis, repo, make
     assert variants_of(private_gateway, experiment, users)[0] == before
 
 
+@BOTH_WORKER_CLASSES  # Redis faults and the feedback path: worker-class guarantees
 def test_stopped_redis_still_answers_and_keeps_variants(private_gateway, private_redis, repo, make_experiment):
     experiment = make_experiment((50, 50))
     users = [f"down-{i}" for i in range(1000)]
@@ -115,6 +116,7 @@ def test_stopped_redis_still_answers_and_keeps_variants(private_gateway, private
     assert ready.status_code == 503 and ready.json()["checks"]["redis"]["status"] == "error"
 
 
+@BOTH_WORKER_CLASSES  # Redis faults and the feedback path: worker-class guarantees
 def test_feedback_end_to_end(gateway, make_experiment):
     experiment = make_experiment()
     served = post_predict(gateway.url, experiment, "fb-user")
