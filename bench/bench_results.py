@@ -70,25 +70,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--metrics", action="store_true", help="declare three metrics and spread outcomes over them")
     parser.add_argument("--covariates", type=int, default=0, help="users with a CUPED covariate value (with --metrics)")
+    parser.add_argument("--keep", action="store_true", help="keep the loaded database (its name is printed)")
+    parser.add_argument("--reuse", metavar="DATABASE",
+                        help="time a database kept by --keep (its schema upgraded first) instead of loading one")
     parser.add_argument("--load", choices=("auto", "infile", "insert"), default="auto",
                         help="bulk load: LOAD DATA LOCAL INFILE when the server allows it (auto), or force one")
     return parser.parse_args(argv)
 
 
 @contextmanager
-def bench_database(settings: MySQLSettings) -> Iterator[MySQLSettings]:
-    """A private database with the schema applied, dropped afterwards."""
-    name = f"{settings.database}_bench_{secrets.token_hex(4)}"
+def bench_database(settings: MySQLSettings, reuse: str | None = None, keep: bool = False) -> Iterator[MySQLSettings]:
+    """A private database with the schema applied (``reuse``: an existing one, upgraded), dropped afterwards
+    unless it is reused or ``keep``."""
+    name = reuse or f"{settings.database}_bench_{secrets.token_hex(4)}"
     admin = mysql.connector.connect(host=settings.host, port=settings.port, user=settings.user,
                                     password=settings.password, autocommit=True)
-    admin.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    if not reuse:
+        admin.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
     try:
         private = MySQLSettings(**{**settings.__dict__, "database": name})
         with Database(private).connection() as conn:
+            started = time.perf_counter()
             apply_schema(conn)
+            print(f"schema applied to {name} in {time.perf_counter() - started:.1f} s")
         yield private
     finally:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        if not (reuse or keep):
+            admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
         admin.close()
 
 
@@ -167,6 +175,69 @@ def load_multirow_inserts(db: Database, table: str, rows: list[Row]) -> None:
             cursor.executemany(statement, rows[start:start + INSERT_CHUNK])
 
 
+class TimingCursor:
+    """A cursor that adds each statement's time (execute and fetch) to ``durations``, keyed by its SQL text."""
+
+    def __init__(self, cursor, durations: dict[str, list[float]]) -> None:
+        self._cursor, self._durations, self._statement = cursor, durations, ""
+
+    def execute(self, statement: str, params: Sequence[object] = ()) -> None:
+        self._statement = " ".join(statement.split())
+        self._durations.setdefault(self._statement, []).append(0.0)
+        self._timed(self._cursor.execute, statement, params)
+
+    def fetchall(self) -> list[Row]:
+        return self._timed(self._cursor.fetchall)
+
+    def fetchone(self) -> Row | None:
+        return self._timed(self._cursor.fetchone)
+
+    def _timed(self, fn: Callable, *args: object):
+        started = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self._durations[self._statement][-1] += time.perf_counter() - started
+
+    def __getattr__(self, name: str):
+        return getattr(self._cursor, name)
+
+
+class TimingConnection:
+    """A connection whose cursors time their statements."""
+
+    def __init__(self, conn, durations: dict[str, list[float]]) -> None:
+        self._conn, self._durations = conn, durations
+
+    def cursor(self, *args: object, **kwargs: object) -> TimingCursor:
+        return TimingCursor(self._conn.cursor(*args, **kwargs), self._durations)
+
+    def __getattr__(self, name: str):
+        return getattr(self._conn, name)
+
+
+class TimingDatabase(Database):
+    """The pool, handing out connections that time every statement (per SQL text, per call)."""
+
+    def __init__(self, settings: MySQLSettings) -> None:
+        super().__init__(settings)
+        self.durations: dict[str, list[float]] = {}
+
+    @contextmanager
+    def connection(self) -> Iterator:
+        with super().connection() as conn:
+            yield TimingConnection(conn, self.durations)
+
+
+def show_queries(durations: dict[str, list[float]], runs: int) -> None:
+    """Each statement's median time per document (summed over its calls in one document), slowest first."""
+    per_run = {sql: [sum(times[i::runs]) for i in range(runs)] for sql, times in durations.items()
+               if len(times) % runs == 0}
+    for sql, times in sorted(per_run.items(), key=lambda item: -statistics.median(item[1])):
+        calls = len(durations[sql]) // runs
+        print(f"  {statistics.median(times) * 1000:8.1f} ms  x{calls:<3} {sql[:110]}")
+
+
 def timed(fn: Callable[[], object], repeat: int) -> list[float]:
     durations = []
     for _ in range(repeat):
@@ -181,40 +252,52 @@ def show(label: str, durations: list[float]) -> None:
           f"   max {max(durations) * 1000:7.0f} ms")
 
 
-def run(config: Config, args: argparse.Namespace) -> None:
-    with bench_database(config.mysql) as settings:
-        db = Database(settings)
-        repo = ExperimentRepository(db, config.model_files)
-        model = sorted(config.model_files)[0]
-        experiment = repo.create(EXPERIMENT, [VariantSpec("control", 50, model), VariantSpec("variation", 50, model)],
-                                 actor="bench", status="running", metrics=BENCH_METRICS if args.metrics else None)
+def load(db: Database, settings: MySQLSettings, config: Config, args: argparse.Namespace) -> None:
+    """The experiment and its synthetic record, bulk-loaded through the schema's triggers."""
+    repo = ExperimentRepository(db, config.model_files)
+    model = sorted(config.model_files)[0]
+    experiment = repo.create(EXPERIMENT, [VariantSpec("control", 50, model), VariantSpec("variation", 50, model)],
+                             actor="bench", status="running", metrics=BENCH_METRICS if args.metrics else None)
+    started = time.perf_counter()
+    metrics, covariates = (FEEDBACK_METRICS, args.covariates) if args.metrics else (("outcome",), 0)
+    data = synthetic_rows(experiment.id, args.users, args.outcomes, args.days, args.seed, metrics, covariates)
+    print(f"generated rows in {time.perf_counter() - started:.1f} s:",
+          ", ".join(f"{table} {len(rows):,}" for table, rows in data.items()))
+    infile = args.load == "infile" or (args.load == "auto" and local_infile_enabled(db))
+    for table in list(data):
+        rows = data.pop(table)
+        if not rows:
+            continue
         started = time.perf_counter()
-        metrics, covariates = (FEEDBACK_METRICS, args.covariates) if args.metrics else (("outcome",), 0)
-        data = synthetic_rows(experiment.id, args.users, args.outcomes, args.days, args.seed, metrics, covariates)
-        print(f"generated rows in {time.perf_counter() - started:.1f} s:",
-              ", ".join(f"{table} {len(rows):,}" for table, rows in data.items()))
-        infile = args.load == "infile" or (args.load == "auto" and local_infile_enabled(db))
-        for table, rows in data.items():
-            if not rows:
-                continue
-            started = time.perf_counter()
-            if infile:
-                load_local_infile(settings, table, rows)
-            else:
-                load_multirow_inserts(db, table, rows)
-            print(f"loaded {table} in {time.perf_counter() - started:.1f} s"
-                  f" ({'LOAD DATA LOCAL INFILE' if infile else 'multi-row INSERT'})")
-        with db.connection() as conn:
-            cursor = conn.cursor()
-            cursor.execute("ANALYZE TABLE assignments, outcomes, exposure_counts, metric_users, metric_covariates,"
-                           " request_totals")
-            cursor.fetchall()
+        if infile:
+            load_local_infile(settings, table, rows)
+        else:
+            load_multirow_inserts(db, table, rows)
+        print(f"loaded {table} in {time.perf_counter() - started:.1f} s"
+              f" ({'LOAD DATA LOCAL INFILE' if infile else 'multi-row INSERT'})")
+    with db.connection() as conn:
+        cursor = conn.cursor()
+        cursor.execute("ANALYZE TABLE assignments, outcomes, exposure_counts, metric_users, metric_covariates,"
+                       " request_totals")
+        cursor.fetchall()
 
+
+def run(config: Config, args: argparse.Namespace) -> None:
+    with bench_database(config.mysql, args.reuse, args.keep) as settings:
+        db = Database(settings)
+        if not args.reuse:
+            load(db, settings, config, args)
         timed(lambda: experiment_results(db, EXPERIMENT), 1)  # warm the buffer pool and the connection pool
         show("SQL aggregation (fetch_aggregates)", timed(lambda: fetch_aggregates(db, EXPERIMENT), args.repeat))
         show("statistics document (build_results)", timed(lambda: build_results(db, EXPERIMENT), args.repeat))
         durations = timed(lambda: experiment_results(db, EXPERIMENT), args.repeat)
         show("GET /results document", durations)
+        timing = TimingDatabase(settings)
+        timed(lambda: fetch_aggregates(timing, EXPERIMENT), 1)
+        timing.durations.clear()
+        timed(lambda: fetch_aggregates(timing, EXPERIMENT), args.repeat)
+        print(f"SQL statements of fetch_aggregates, median of {args.repeat} runs:")
+        show_queries(timing.durations, args.repeat)
         results = experiment_results(db, EXPERIMENT)
         users = {v["variant"]: v["users"] for v in results["variants"]}
         print(f"users {users}, timeline points {len(results['timeline'])}, decision: {results['decision']['reason']}")

@@ -161,6 +161,92 @@ CREATE TRIGGER IF NOT EXISTS outcomes_sum_per_metric_user AFTER INSERT ON outcom
     ON DUPLICATE KEY UPDATE outcomes = outcomes + 1, total = total + VALUES(total),
         converted_at = COALESCE(LEAST(converted_at, VALUES(converted_at)), converted_at, VALUES(converted_at));
 
+-- Per experiment, feedback metric and variant: the sums over metric_users' rows, so that a
+-- conversion, an uncapped mean or a ratio's own sums need no per-user scan. users: rows
+-- (users with outcomes); positive / negative: rows whose total is above / below 0; total
+-- and total_of_squares: the per-user sums and their squares (a change of one user's
+-- total from a to b adds b - a and b*b - a*a). Split into 16 shards (CRC32 of the user id)
+-- like exposure_counts, so concurrent outcomes do not all wait for one row lock.
+CREATE TABLE IF NOT EXISTS metric_totals (
+    experiment_id    INT UNSIGNED NOT NULL,
+    metric           VARCHAR(64)  NOT NULL,
+    variant          VARCHAR(64)  NOT NULL,
+    shard            TINYINT UNSIGNED NOT NULL,
+    users            BIGINT       NOT NULL,
+    positive         BIGINT       NOT NULL,
+    negative         BIGINT       NOT NULL,
+    total            DOUBLE       NOT NULL,
+    total_of_squares DOUBLE       NOT NULL,
+    PRIMARY KEY (experiment_id, metric, variant, shard),
+    CONSTRAINT fk_metric_totals_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Users who converted (first positive outcome) per experiment, feedback metric, variant
+-- and hour of metric_users.converted_at (Unix time DIV 3600): the conversion timeline.
+-- An outcome recorded earlier than the user's conversion (a spool replay) moves the user
+-- to the earlier hour, so a count can go down; hours counting 0 are not read.
+CREATE TABLE IF NOT EXISTS metric_conversions (
+    experiment_id INT UNSIGNED NOT NULL,
+    metric        VARCHAR(64)  NOT NULL,
+    variant       VARCHAR(64)  NOT NULL,
+    hour          INT UNSIGNED NOT NULL,
+    shard         TINYINT UNSIGNED NOT NULL,
+    users         BIGINT       NOT NULL,
+    PRIMARY KEY (experiment_id, metric, variant, hour, shard),
+    CONSTRAINT fk_metric_conversions_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Once, for a database that had per-user sums before these tables existed (a no-op as
+-- soon as they have rows), before their triggers.
+INSERT INTO metric_totals (experiment_id, metric, variant, shard, users, positive, negative, total, total_of_squares)
+    SELECT experiment_id, metric, variant, CRC32(user_id) % 16, COUNT(*), SUM(total > 0), SUM(total < 0),
+           SUM(total), SUM(total * total)
+    FROM metric_users WHERE NOT EXISTS (SELECT 1 FROM metric_totals)
+    GROUP BY experiment_id, metric, variant, CRC32(user_id) % 16;
+INSERT INTO metric_conversions (experiment_id, metric, variant, hour, shard, users)
+    SELECT experiment_id, metric, variant, UNIX_TIMESTAMP(converted_at) DIV 3600, CRC32(user_id) % 16, COUNT(*)
+    FROM metric_users WHERE converted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM metric_conversions)
+    GROUP BY experiment_id, metric, variant, UNIX_TIMESTAMP(converted_at) DIV 3600, CRC32(user_id) % 16;
+
+-- A user's first outcome on a metric adds a row to the sums; later ones change its total
+-- (an ON DUPLICATE KEY UPDATE of metric_users fires its UPDATE triggers, not INSERT's).
+CREATE TRIGGER IF NOT EXISTS metric_users_add_totals AFTER INSERT ON metric_users FOR EACH ROW
+    INSERT INTO metric_totals (experiment_id, metric, variant, shard, users, positive, negative, total, total_of_squares)
+    VALUES (NEW.experiment_id, NEW.metric, NEW.variant, CRC32(NEW.user_id) % 16, 1, NEW.total > 0, NEW.total < 0,
+            NEW.total, NEW.total * NEW.total)
+    ON DUPLICATE KEY UPDATE users = users + 1, positive = positive + VALUES(positive),
+        negative = negative + VALUES(negative), total = total + VALUES(total),
+        total_of_squares = total_of_squares + VALUES(total_of_squares);
+
+CREATE TRIGGER IF NOT EXISTS metric_users_change_totals AFTER UPDATE ON metric_users FOR EACH ROW
+    UPDATE metric_totals SET positive = positive + (NEW.total > 0) - (OLD.total > 0),
+        negative = negative + (NEW.total < 0) - (OLD.total < 0), total = total + (NEW.total - OLD.total),
+        total_of_squares = total_of_squares + (NEW.total - OLD.total) * (NEW.total + OLD.total)
+    WHERE experiment_id = NEW.experiment_id AND metric = NEW.metric AND variant = NEW.variant
+        AND shard = CRC32(NEW.user_id) % 16;
+
+CREATE TRIGGER IF NOT EXISTS metric_users_add_conversion AFTER INSERT ON metric_users FOR EACH ROW
+    INSERT INTO metric_conversions (experiment_id, metric, variant, hour, shard, users)
+    SELECT NEW.experiment_id, NEW.metric, NEW.variant, UNIX_TIMESTAMP(NEW.converted_at) DIV 3600,
+           CRC32(NEW.user_id) % 16, 1
+    FROM DUAL WHERE NEW.converted_at IS NOT NULL
+    ON DUPLICATE KEY UPDATE users = metric_conversions.users + 1;
+
+-- A conversion that moved (first positive outcome, or an earlier one replayed) leaves its old hour...
+CREATE TRIGGER IF NOT EXISTS metric_users_unmove_conversion AFTER UPDATE ON metric_users FOR EACH ROW
+    UPDATE metric_conversions SET users = users - 1
+    WHERE OLD.converted_at IS NOT NULL AND NOT (OLD.converted_at <=> NEW.converted_at)
+        AND experiment_id = OLD.experiment_id AND metric = OLD.metric AND variant = OLD.variant
+        AND hour = UNIX_TIMESTAMP(OLD.converted_at) DIV 3600 AND shard = CRC32(OLD.user_id) % 16;
+
+-- ...and counts in its new one.
+CREATE TRIGGER IF NOT EXISTS metric_users_move_conversion AFTER UPDATE ON metric_users FOR EACH ROW
+    INSERT INTO metric_conversions (experiment_id, metric, variant, hour, shard, users)
+    SELECT NEW.experiment_id, NEW.metric, NEW.variant, UNIX_TIMESTAMP(NEW.converted_at) DIV 3600,
+           CRC32(NEW.user_id) % 16, 1
+    FROM DUAL WHERE NEW.converted_at IS NOT NULL AND NOT (OLD.converted_at <=> NEW.converted_at)
+    ON DUPLICATE KEY UPDATE users = metric_conversions.users + 1;
+
 -- CUPED covariates (POST /covariates): one pre-experiment value per user, experiment and
 -- covariate name, accepted only while the user has no exposure in the experiment (a value
 -- seen after the treatment could carry its effect). Exposed users without one count as 0.

@@ -4,13 +4,19 @@ For every exposed user the metric has a per-user value y (a conversion's 0/1, a 
 per-user sum, capped when the metric caps, a ratio's numerator sum) and possibly a second
 one x (a ratio's denominator sum, or the CUPED covariate). Per variant the statistics need
 n, Σy, Σy², Σx, Σx², Σxy over the exposed users. Users without outcomes have no row in
-``metric_users`` (their y is 0, or the cap when it is below 0), so every sum is a GROUP BY
-over the rows of users who sent feedback, and the exposed users come from
-``exposure_counts``; none reads the raw outcomes. A capping quantile is the k-th largest
-per-user sum, found by walking ``ix_metric_users_total``; a ratio's Σxy joins the two
-metrics' rows on their primary keys. Covariate values carry their user's variant (set by a
-trigger at the first exposure), so Σx and Σx² are a GROUP BY over ``metric_covariates``
-and Σxy one primary-key look-up per user with outcomes.
+``metric_users`` (their y is 0, or the cap when it is below 0) and the exposed users come
+from ``exposure_counts``; none reads the raw outcomes.
+
+What needs no per-user scan: ``metric_totals`` (kept by triggers on ``metric_users``) holds
+per variant the users with outcomes, how many have a positive or a negative total, Σ and Σ²
+of the totals, which are a conversion's, an uncapped mean's and a ratio's own sums. A cap
+c changes only the users above it: Σ min(y, c) = Σy − Σ_{y>c}(y − c), the latter a range
+of ``ix_metric_users_total`` (which holds the variant too, as part of the primary key); a
+capping quantile is the k-th largest per-user sum, found by walking that index. What does
+scan: a ratio's Σxy joins the two metrics' rows on their primary keys, and CUPED's Σxy
+looks up each user with outcomes in ``metric_covariates``. Covariate values carry their
+user's variant (set by a trigger at the first exposure), so Σx and Σx² are a GROUP BY over
+``metric_covariates``.
 """
 
 import math
@@ -19,9 +25,14 @@ from dataclasses import dataclass, replace
 
 from ml_api.experiments.metrics import MetricSet, MetricSpec
 
-PER_USER_SUMS = (
-    "SELECT variant, COUNT(*), SUM({y}), SUM({y} * {y}) FROM metric_users m"
-    " WHERE experiment_id = %s AND metric = %s GROUP BY variant"
+FEEDBACK_TOTALS = (
+    "SELECT variant, SUM(users), SUM(positive), SUM(negative), SUM(total), SUM(total_of_squares)"
+    " FROM metric_totals WHERE experiment_id = %s AND metric = %s GROUP BY variant"
+)
+# The users whose per-user sum is above a cap, per variant: a range of ix_metric_users_total, which covers it.
+ABOVE_CAP = (
+    "SELECT variant, COUNT(*), SUM(total), SUM(total * total) FROM metric_users"
+    " WHERE experiment_id = %s AND metric = %s AND total > %s GROUP BY variant"
 )
 RATIO_CROSS_SUMS = (
     "SELECT y.variant, SUM(y.total * x.total) FROM metric_users y JOIN metric_users x"
@@ -39,8 +50,6 @@ COVARIATE_CROSS_SUMS = (
     " ON c.experiment_id = m.experiment_id AND c.covariate = %s AND c.user_id = m.user_id"
     " WHERE m.experiment_id = %s AND m.metric = %s GROUP BY m.variant"
 )
-SIGN_COUNTS = "SELECT COALESCE(SUM(total > 0), 0), COALESCE(SUM(total < 0), 0) FROM metric_users" \
-              " WHERE experiment_id = %s AND metric = %s"
 KTH_LARGEST_POSITIVE = ("SELECT total FROM metric_users WHERE experiment_id = %s AND metric = %s AND total > 0"
                         " ORDER BY total DESC LIMIT 1 OFFSET %s")
 KTH_LARGEST_NEGATIVE = ("SELECT total FROM metric_users WHERE experiment_id = %s AND metric = %s AND total < 0"
@@ -48,6 +57,17 @@ KTH_LARGEST_NEGATIVE = ("SELECT total FROM metric_users WHERE experiment_id = %s
 CONVERTED = "(m.total > 0)"
 TOTAL = "m.total"
 CAPPED = "LEAST(m.total, %s)"
+
+
+@dataclass(frozen=True)
+class FeedbackTotals:
+    """One variant's sums over the per-user totals of one feedback metric (its users with outcomes)."""
+
+    users: int = 0
+    positive: int = 0  # users whose total is above 0
+    negative: int = 0  # users whose total is below 0
+    total: float = 0.0
+    total_of_squares: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -83,24 +103,49 @@ def fetch_metric_sums(cursor, experiment_id: int, metrics: MetricSet,
 def _metric_sums(cursor, experiment_id: int, metric: MetricSpec, exposed: Mapping[str, int]) -> MetricSums:
     if metric.type == "ratio":
         return MetricSums(metric, _ratio_sums(cursor, experiment_id, metric, exposed))
-    cap = cap_value(cursor, experiment_id, metric, sum(exposed.values())) if metric.cap else None
+    totals = fetch_feedback_totals(cursor, experiment_id, metric.source)
+    cap = _cap(cursor, experiment_id, metric, totals, sum(exposed.values())) if metric.cap else None
     y, params = (CONVERTED, ()) if metric.type == "conversion" else (CAPPED, (cap,)) if cap is not None else (TOTAL, ())
     empty = min(0.0, cap) if cap is not None else 0.0  # what a user without outcomes counts as
-    sums = _y_sums(cursor, experiment_id, metric.source, y, params, empty, exposed)
+    if metric.type == "conversion":
+        per_user = {v: (t.users, float(t.positive), float(t.positive)) for v, t in totals.items()}
+    else:
+        per_user = _capped(cursor, experiment_id, metric.source, totals, cap)
+    sums = _with_empty(per_user, empty, exposed)
     cuped = _covariate_sums(cursor, experiment_id, metric, y, params, empty, sums) if metric.covariate else None
     return MetricSums(metric, sums, cap, cuped)
 
 
-def _y_sums(cursor, experiment_id: int, source: str | None, y: str, params: tuple, empty: float,
-            exposed: Mapping[str, int]) -> dict[str, VariantSums]:
-    """n, Σy, Σy² per variant: the rows of users with outcomes, plus ``empty`` for every other exposed user."""
-    found = {}
-    cursor.execute(PER_USER_SUMS.format(y=y), (*params, *params, *params, experiment_id, source))
-    for variant, users, total, squares in cursor.fetchall():
-        found[variant] = (int(users), float(total), float(squares))
+def fetch_feedback_totals(cursor, experiment_id: int, metric: str | None) -> dict[str, FeedbackTotals]:
+    """Per variant, the sums over the per-user totals of feedback metric ``metric`` (variants with outcomes)."""
+    cursor.execute(FEEDBACK_TOTALS, (experiment_id, metric))
+    return {variant: FeedbackTotals(int(users), int(positive), int(negative), float(total), float(squares))
+            for variant, users, positive, negative, total, squares in cursor.fetchall()}
+
+
+def _capped(cursor, experiment_id: int, source: str | None, totals: Mapping[str, FeedbackTotals],
+            cap: float | None) -> dict[str, tuple[int, float, float]]:
+    """Users, Σ min(y, cap) and Σ min(y, cap)² per variant over the users with outcomes (no cap: Σy, Σy²)."""
+    above: dict[str, tuple[int, float, float]] = {}
+    if cap is not None:
+        cursor.execute(ABOVE_CAP, (experiment_id, source, cap))
+        above = {variant: (int(users), float(total), float(squares)) for variant, users, total, squares in
+                 cursor.fetchall()}
+    capped = {}
+    for variant, t in totals.items():
+        users, total, squares = above.get(variant, (0, 0.0, 0.0))
+        level = cap if cap is not None else 0.0
+        capped[variant] = (t.users, t.total - (total - level * users),
+                           t.total_of_squares - (squares - level * level * users))
+    return capped
+
+
+def _with_empty(per_user: Mapping[str, tuple[int, float, float]], empty: float,
+                exposed: Mapping[str, int]) -> dict[str, VariantSums]:
+    """n, Σy, Σy² per variant: the users with outcomes (users, Σy, Σy²), plus ``empty`` for every other exposed user."""
     sums = {}
     for variant, n in exposed.items():
-        users, total, squares = found.get(variant, (0, 0.0, 0.0))
+        users, total, squares = per_user.get(variant, (0, 0.0, 0.0))
         without = max(n - users, 0)
         sums[variant] = VariantSums(n, total + without * empty, squares + without * empty * empty,
                                     users_with_y=users)
@@ -109,12 +154,18 @@ def _y_sums(cursor, experiment_id: int, source: str | None, y: str, params: tupl
 
 def _ratio_sums(cursor, experiment_id: int, metric: MetricSpec, exposed: Mapping[str, int]) -> dict[str, VariantSums]:
     """Numerator sums as y, denominator sums as x, and Σxy over the users with both."""
-    numerator = _y_sums(cursor, experiment_id, metric.numerator, TOTAL, (), 0.0, exposed)
-    denominator = _y_sums(cursor, experiment_id, metric.denominator, TOTAL, (), 0.0, exposed)
+    numerator = _with_empty(_uncapped(cursor, experiment_id, metric.numerator), 0.0, exposed)
+    denominator = _with_empty(_uncapped(cursor, experiment_id, metric.denominator), 0.0, exposed)
     cursor.execute(RATIO_CROSS_SUMS, (metric.denominator, experiment_id, metric.numerator))
     cross = {variant: float(total) for variant, total in cursor.fetchall()}
     return {v: replace(numerator[v], sum_x=denominator[v].sum_y, sum_x2=denominator[v].sum_y2,
                        sum_xy=cross.get(v, 0.0), users_with_x=denominator[v].users_with_y) for v in exposed}
+
+
+def _uncapped(cursor, experiment_id: int, metric: str | None) -> dict[str, tuple[int, float, float]]:
+    """Users with outcomes, Σy and Σy² per variant of feedback metric ``metric``."""
+    totals = fetch_feedback_totals(cursor, experiment_id, metric)
+    return {v: (t.users, t.total, t.total_of_squares) for v, t in totals.items()}
 
 
 def _covariate_sums(cursor, experiment_id: int, metric: MetricSpec, y: str, params: tuple, empty: float,
@@ -132,7 +183,8 @@ def _covariate_sums(cursor, experiment_id: int, metric: MetricSpec, y: str, para
     return cuped
 
 
-def cap_value(cursor, experiment_id: int, metric: MetricSpec, exposed_users: int) -> float | None:
+def _cap(cursor, experiment_id: int, metric: MetricSpec, totals: Mapping[str, FeedbackTotals],
+         exposed_users: int) -> float | None:
     """The value a numeric metric is capped at: the declared one, or the declared quantile of the per-user
     sums of every exposed user pooled (zeros included), as the smallest value with at least that share of
     users at or below it (numpy's ``inverted_cdf``). None before anyone is exposed."""
@@ -143,8 +195,8 @@ def cap_value(cursor, experiment_id: int, metric: MetricSpec, exposed_users: int
         return None
     rank = max(math.ceil(metric.cap.quantile * exposed_users - 1e-9), 1)  # the rank-th smallest value
     k = exposed_users - rank + 1  # = the k-th largest
-    cursor.execute(SIGN_COUNTS, (experiment_id, metric.source))
-    positive, negative = (int(v) for v in cursor.fetchone())
+    positive = sum(t.positive for t in totals.values())
+    negative = sum(t.negative for t in totals.values())
     if k <= positive:
         cursor.execute(KTH_LARGEST_POSITIVE, (experiment_id, metric.source, k - 1))
         return float(cursor.fetchone()[0])
