@@ -12,11 +12,13 @@ per variant the users with outcomes, how many have a positive or a negative tota
 of the totals, which are a conversion's, an uncapped mean's and a ratio's own sums. A cap
 c changes only the users above it: Σ min(y, c) = Σy − Σ_{y>c}(y − c), the latter a range
 of ``ix_metric_users_total`` (which holds the variant too, as part of the primary key); a
-capping quantile is the k-th largest per-user sum, found by walking that index. What does
-scan: a ratio's Σxy joins the two metrics' rows on their primary keys, and CUPED's Σxy
-looks up each user with outcomes in ``metric_covariates``. Covariate values carry their
-user's variant (set by a trigger at the first exposure), so Σx and Σx² are a GROUP BY over
-``metric_covariates``.
+capping quantile is the k-th largest per-user sum, found by walking that index. The cross
+sums are kept by triggers too: ``metric_pair_totals`` (a ratio's Σxy, per pair of feedback
+metrics), ``metric_covariate_totals`` (Σx, Σx² of each covariate over exposed users) and
+``metric_covariate_cross`` (Σx·y, Σx·(y > 0) and Σx over the users with outcomes); a cap
+takes Σ_{y>c} x·(y − c) off Σx·y, one look-up in ``metric_covariates`` per user above the
+cap. So the per-user rows read are those above a cap (at most the quantile's tail), never
+all users with outcomes.
 """
 
 import math
@@ -34,29 +36,31 @@ ABOVE_CAP = (
     "SELECT variant, COUNT(*), SUM(total), SUM(total * total) FROM metric_users"
     " WHERE experiment_id = %s AND metric = %s AND total > %s GROUP BY variant"
 )
-RATIO_CROSS_SUMS = (
-    "SELECT y.variant, SUM(y.total * x.total) FROM metric_users y JOIN metric_users x"
-    " ON x.experiment_id = y.experiment_id AND x.metric = %s AND x.variant = y.variant AND x.user_id = y.user_id"
-    " WHERE y.experiment_id = %s AND y.metric = %s GROUP BY y.variant"
+# A ratio's Σxy: the two metrics' per-user sums multiplied, over the users with both (the pair is stored in order).
+PAIR_TOTALS = (
+    "SELECT variant, SUM(total) FROM metric_pair_totals"
+    " WHERE experiment_id = %s AND metric_a = LEAST(%s, %s) AND metric_b = GREATEST(%s, %s) GROUP BY variant"
 )
 # Exposed users with a covariate value (their variant is set at the first exposure; forced users are no exposures).
-COVARIATE_SUMS = (
-    "SELECT variant, COUNT(*), SUM(value), SUM(value * value) FROM metric_covariates"
-    " WHERE experiment_id = %s AND covariate = %s AND variant IS NOT NULL GROUP BY variant"
+COVARIATE_TOTALS = (
+    "SELECT variant, SUM(users), SUM(total), SUM(total_of_squares) FROM metric_covariate_totals"
+    " WHERE experiment_id = %s AND covariate = %s GROUP BY variant"
 )
-# Σxy over the users with both outcomes and a covariate value, and their Σx (the others' y is the empty value).
-COVARIATE_CROSS_SUMS = (
-    "SELECT m.variant, SUM(c.value * {y}), SUM(c.value) FROM metric_users m JOIN metric_covariates c"
+# Σx·y and Σx·(y > 0) over the users with both outcomes and a covariate value, and their Σx (the others' y is empty).
+COVARIATE_CROSS = (
+    "SELECT variant, SUM(cross_total), SUM(cross_positive), SUM(covariate_total) FROM metric_covariate_cross"
+    " WHERE experiment_id = %s AND metric = %s AND covariate = %s GROUP BY variant"
+)
+# Σ x·(y − cap) over the users above a cap with a covariate value: what capping takes off Σx·y.
+COVARIATE_ABOVE_CAP = (
+    "SELECT m.variant, SUM(c.value * (m.total - %s)) FROM metric_users m JOIN metric_covariates c"
     " ON c.experiment_id = m.experiment_id AND c.covariate = %s AND c.user_id = m.user_id"
-    " WHERE m.experiment_id = %s AND m.metric = %s GROUP BY m.variant"
+    " WHERE m.experiment_id = %s AND m.metric = %s AND m.total > %s GROUP BY m.variant"
 )
 KTH_LARGEST_POSITIVE = ("SELECT total FROM metric_users WHERE experiment_id = %s AND metric = %s AND total > 0"
                         " ORDER BY total DESC LIMIT 1 OFFSET %s")
 KTH_LARGEST_NEGATIVE = ("SELECT total FROM metric_users WHERE experiment_id = %s AND metric = %s AND total < 0"
                         " ORDER BY total DESC LIMIT 1 OFFSET %s")
-CONVERTED = "(m.total > 0)"
-TOTAL = "m.total"
-CAPPED = "LEAST(m.total, %s)"
 
 
 @dataclass(frozen=True)
@@ -105,14 +109,13 @@ def _metric_sums(cursor, experiment_id: int, metric: MetricSpec, exposed: Mappin
         return MetricSums(metric, _ratio_sums(cursor, experiment_id, metric, exposed))
     totals = fetch_feedback_totals(cursor, experiment_id, metric.source)
     cap = _cap(cursor, experiment_id, metric, totals, sum(exposed.values())) if metric.cap else None
-    y, params = (CONVERTED, ()) if metric.type == "conversion" else (CAPPED, (cap,)) if cap is not None else (TOTAL, ())
     empty = min(0.0, cap) if cap is not None else 0.0  # what a user without outcomes counts as
     if metric.type == "conversion":
         per_user = {v: (t.users, float(t.positive), float(t.positive)) for v, t in totals.items()}
     else:
         per_user = _capped(cursor, experiment_id, metric.source, totals, cap)
     sums = _with_empty(per_user, empty, exposed)
-    cuped = _covariate_sums(cursor, experiment_id, metric, y, params, empty, sums) if metric.covariate else None
+    cuped = _covariate_sums(cursor, experiment_id, metric, cap, empty, sums) if metric.covariate else None
     return MetricSums(metric, sums, cap, cuped)
 
 
@@ -156,8 +159,12 @@ def _ratio_sums(cursor, experiment_id: int, metric: MetricSpec, exposed: Mapping
     """Numerator sums as y, denominator sums as x, and Σxy over the users with both."""
     numerator = _with_empty(_uncapped(cursor, experiment_id, metric.numerator), 0.0, exposed)
     denominator = _with_empty(_uncapped(cursor, experiment_id, metric.denominator), 0.0, exposed)
-    cursor.execute(RATIO_CROSS_SUMS, (metric.denominator, experiment_id, metric.numerator))
-    cross = {variant: float(total) for variant, total in cursor.fetchall()}
+    if metric.numerator == metric.denominator:  # each user's sum times itself
+        cross = {v: s.sum_y2 for v, s in numerator.items()}
+    else:
+        pair = (metric.numerator, metric.denominator)
+        cursor.execute(PAIR_TOTALS, (experiment_id, *pair, *pair))
+        cross = {variant: float(total) for variant, total in cursor.fetchall()}
     return {v: replace(numerator[v], sum_x=denominator[v].sum_y, sum_x2=denominator[v].sum_y2,
                        sum_xy=cross.get(v, 0.0), users_with_x=denominator[v].users_with_y) for v in exposed}
 
@@ -168,17 +175,23 @@ def _uncapped(cursor, experiment_id: int, metric: str | None) -> dict[str, tuple
     return {v: (t.users, t.total, t.total_of_squares) for v, t in totals.items()}
 
 
-def _covariate_sums(cursor, experiment_id: int, metric: MetricSpec, y: str, params: tuple, empty: float,
+def _covariate_sums(cursor, experiment_id: int, metric: MetricSpec, cap: float | None, empty: float,
                     sums: Mapping[str, VariantSums]) -> dict[str, VariantSums]:
     """The metric's sums with the covariate as x (exposed users without a value count as x = 0)."""
-    cursor.execute(COVARIATE_SUMS, (experiment_id, metric.covariate))
+    cursor.execute(COVARIATE_TOTALS, (experiment_id, metric.covariate))
     found = {variant: (int(users), float(sx), float(sx2)) for variant, users, sx, sx2 in cursor.fetchall()}
-    cursor.execute(COVARIATE_CROSS_SUMS.format(y=y), (*params, metric.covariate, experiment_id, metric.source))
-    cross = {variant: (float(sxy), float(sx)) for variant, sxy, sx in cursor.fetchall()}
+    cursor.execute(COVARIATE_CROSS, (experiment_id, metric.source, metric.covariate))
+    cross = {variant: (float(positive if metric.type == "conversion" else sxy), float(sx))
+             for variant, sxy, positive, sx in cursor.fetchall()}
+    above: dict[str, float] = {}
+    if cap is not None:
+        cursor.execute(COVARIATE_ABOVE_CAP, (cap, metric.covariate, experiment_id, metric.source, cap))
+        above = {variant: float(excess) for variant, excess in cursor.fetchall()}
     cuped = {}
     for variant, s in sums.items():
         users, sx, sx2 = found.get(variant, (0, 0.0, 0.0))
         sxy, sx_with_y = cross.get(variant, (0.0, 0.0))
+        sxy -= above.get(variant, 0.0)
         cuped[variant] = replace(s, sum_x=sx, sum_x2=sx2, sum_xy=sxy + empty * (sx - sx_with_y), users_with_x=users)
     return cuped
 
