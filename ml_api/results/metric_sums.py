@@ -57,10 +57,18 @@ COVARIATE_ABOVE_CAP = (
     " ON c.experiment_id = m.experiment_id AND c.covariate = %s AND c.user_id = m.user_id"
     " WHERE m.experiment_id = %s AND m.metric = %s AND m.total > %s GROUP BY m.variant"
 )
-KTH_LARGEST_POSITIVE = ("SELECT total FROM metric_users WHERE experiment_id = %s AND metric = %s AND total > 0"
-                        " ORDER BY total DESC LIMIT 1 OFFSET %s")
+# The k largest positive per-user sums, per variant: the smallest of them is the k-th largest (the cap), and they
+# are every user above it plus some equal to it (whose excess is 0), so one walk gives the cap and the tail's sums.
+TOP_SUMS = (
+    "SELECT variant, COUNT(*), SUM(total), SUM(total * total), MIN(total) FROM (SELECT variant, total"
+    " FROM metric_users WHERE experiment_id = %s AND metric = %s AND total > 0 ORDER BY total DESC LIMIT %s) top"
+    " GROUP BY variant"
+)
 KTH_LARGEST_NEGATIVE = ("SELECT total FROM metric_users WHERE experiment_id = %s AND metric = %s AND total < 0"
                         " ORDER BY total DESC LIMIT 1 OFFSET %s")
+
+
+TailSums = dict[str, tuple[int, float, float]]  # variant -> users, Σy, Σy² of the users above a cap
 
 
 @dataclass(frozen=True)
@@ -108,12 +116,12 @@ def _metric_sums(cursor, experiment_id: int, metric: MetricSpec, exposed: Mappin
     if metric.type == "ratio":
         return MetricSums(metric, _ratio_sums(cursor, experiment_id, metric, exposed))
     totals = fetch_feedback_totals(cursor, experiment_id, metric.source)
-    cap = _cap(cursor, experiment_id, metric, totals, sum(exposed.values())) if metric.cap else None
+    cap, above = _cap(cursor, experiment_id, metric, totals, sum(exposed.values())) if metric.cap else (None, None)
     empty = min(0.0, cap) if cap is not None else 0.0  # what a user without outcomes counts as
     if metric.type == "conversion":
         per_user = {v: (t.users, float(t.positive), float(t.positive)) for v, t in totals.items()}
     else:
-        per_user = _capped(cursor, experiment_id, metric.source, totals, cap)
+        per_user = _capped(cursor, experiment_id, metric.source, totals, cap, above)
     sums = _with_empty(per_user, empty, exposed)
     cuped = _covariate_sums(cursor, experiment_id, metric, cap, empty, sums) if metric.covariate else None
     return MetricSums(metric, sums, cap, cuped)
@@ -127,16 +135,16 @@ def fetch_feedback_totals(cursor, experiment_id: int, metric: str | None) -> dic
 
 
 def _capped(cursor, experiment_id: int, source: str | None, totals: Mapping[str, FeedbackTotals],
-            cap: float | None) -> dict[str, tuple[int, float, float]]:
-    """Users, Σ min(y, cap) and Σ min(y, cap)² per variant over the users with outcomes (no cap: Σy, Σy²)."""
-    above: dict[str, tuple[int, float, float]] = {}
-    if cap is not None:
+            cap: float | None, above: TailSums | None = None) -> dict[str, tuple[int, float, float]]:
+    """Users, Σ min(y, cap) and Σ min(y, cap)² per variant over the users with outcomes (no cap: Σy, Σy²);
+    ``above``: the users, Σy and Σy² above the cap (or equal to it) per variant, when already read."""
+    if cap is not None and above is None:
         cursor.execute(ABOVE_CAP, (experiment_id, source, cap))
         above = {variant: (int(users), float(total), float(squares)) for variant, users, total, squares in
                  cursor.fetchall()}
     capped = {}
     for variant, t in totals.items():
-        users, total, squares = above.get(variant, (0, 0.0, 0.0))
+        users, total, squares = (above or {}).get(variant, (0, 0.0, 0.0))
         level = cap if cap is not None else 0.0
         capped[variant] = (t.users, t.total - (total - level * users),
                            t.total_of_squares - (squares - level * level * users))
@@ -197,24 +205,27 @@ def _covariate_sums(cursor, experiment_id: int, metric: MetricSpec, cap: float |
 
 
 def _cap(cursor, experiment_id: int, metric: MetricSpec, totals: Mapping[str, FeedbackTotals],
-         exposed_users: int) -> float | None:
+         exposed_users: int) -> tuple[float | None, TailSums | None]:
     """The value a numeric metric is capped at: the declared one, or the declared quantile of the per-user
     sums of every exposed user pooled (zeros included), as the smallest value with at least that share of
-    users at or below it (numpy's ``inverted_cdf``). None before anyone is exposed."""
+    users at or below it (numpy's ``inverted_cdf``). None before anyone is exposed. With it, the tail's sums
+    when finding the cap read them (a positive quantile cap), else None."""
     assert metric.cap is not None
     if metric.cap.value is not None:
-        return metric.cap.value
+        return metric.cap.value, None
     if exposed_users == 0:
-        return None
+        return None, None
     rank = max(math.ceil(metric.cap.quantile * exposed_users - 1e-9), 1)  # the rank-th smallest value
     k = exposed_users - rank + 1  # = the k-th largest
     positive = sum(t.positive for t in totals.values())
     negative = sum(t.negative for t in totals.values())
     if k <= positive:
-        cursor.execute(KTH_LARGEST_POSITIVE, (experiment_id, metric.source, k - 1))
-        return float(cursor.fetchone()[0])
+        cursor.execute(TOP_SUMS, (experiment_id, metric.source, k))
+        top = cursor.fetchall()
+        tail = {variant: (int(users), float(total), float(squares)) for variant, users, total, squares, _ in top}
+        return min(float(smallest) for *_, smallest in top), tail
     if k <= exposed_users - negative:
-        return 0.0
+        return 0.0, None
     cursor.execute(KTH_LARGEST_NEGATIVE, (experiment_id, metric.source, k - (exposed_users - negative) - 1))
     row = cursor.fetchone()
-    return float(row[0]) if row else None
+    return (float(row[0]) if row else None), None
