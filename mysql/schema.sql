@@ -129,7 +129,8 @@ DEALLOCATE PREPARE add_outcome_metric;
 -- was recorded (the moment the user converted on that metric; NULL if none was positive).
 -- Users without outcomes have no row (they count as 0), so the table grows with the users
 -- who sent feedback, not with the exposures. ix_metric_users_total serves the capping
--- quantile (the k-th largest per-user sum) as an index walk.
+-- quantile (the k-th largest per-user sum) as an index walk; ix_metric_users_user finds a
+-- user's rows on every metric (the cross sums below).
 CREATE TABLE IF NOT EXISTS metric_users (
     experiment_id INT UNSIGNED NOT NULL,
     metric        VARCHAR(64)  NOT NULL,
@@ -140,6 +141,7 @@ CREATE TABLE IF NOT EXISTS metric_users (
     converted_at  TIMESTAMP(3) NULL DEFAULT NULL,
     PRIMARY KEY (experiment_id, metric, variant, user_id),
     KEY ix_metric_users_total (experiment_id, metric, total),
+    KEY ix_metric_users_user (experiment_id, user_id),
     CONSTRAINT fk_metric_users_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
@@ -160,6 +162,92 @@ CREATE TRIGGER IF NOT EXISTS outcomes_sum_per_metric_user AFTER INSERT ON outcom
             IF(NEW.value > 0, NEW.recorded_at, NULL))
     ON DUPLICATE KEY UPDATE outcomes = outcomes + 1, total = total + VALUES(total),
         converted_at = COALESCE(LEAST(converted_at, VALUES(converted_at)), converted_at, VALUES(converted_at));
+
+-- Per experiment, feedback metric and variant: the sums over metric_users' rows, so that a
+-- conversion, an uncapped mean or a ratio's own sums need no per-user scan. users: rows
+-- (users with outcomes); positive / negative: rows whose total is above / below 0; total
+-- and total_of_squares: the per-user sums and their squares (a change of one user's
+-- total from a to b adds b - a and b*b - a*a). Split into 16 shards (CRC32 of the user id)
+-- like exposure_counts, so concurrent outcomes do not all wait for one row lock.
+CREATE TABLE IF NOT EXISTS metric_totals (
+    experiment_id    INT UNSIGNED NOT NULL,
+    metric           VARCHAR(64)  NOT NULL,
+    variant          VARCHAR(64)  NOT NULL,
+    shard            TINYINT UNSIGNED NOT NULL,
+    users            BIGINT       NOT NULL,
+    positive         BIGINT       NOT NULL,
+    negative         BIGINT       NOT NULL,
+    total            DOUBLE       NOT NULL,
+    total_of_squares DOUBLE       NOT NULL,
+    PRIMARY KEY (experiment_id, metric, variant, shard),
+    CONSTRAINT fk_metric_totals_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Users who converted (first positive outcome) per experiment, feedback metric, variant
+-- and hour of metric_users.converted_at (Unix time DIV 3600): the conversion timeline.
+-- An outcome recorded earlier than the user's conversion (a spool replay) moves the user
+-- to the earlier hour, so a count can go down; hours counting 0 are not read.
+CREATE TABLE IF NOT EXISTS metric_conversions (
+    experiment_id INT UNSIGNED NOT NULL,
+    metric        VARCHAR(64)  NOT NULL,
+    variant       VARCHAR(64)  NOT NULL,
+    hour          INT UNSIGNED NOT NULL,
+    shard         TINYINT UNSIGNED NOT NULL,
+    users         BIGINT       NOT NULL,
+    PRIMARY KEY (experiment_id, metric, variant, hour, shard),
+    CONSTRAINT fk_metric_conversions_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Once, for a database that had per-user sums before these tables existed (a no-op as
+-- soon as they have rows), before their triggers.
+INSERT INTO metric_totals (experiment_id, metric, variant, shard, users, positive, negative, total, total_of_squares)
+    SELECT experiment_id, metric, variant, CRC32(user_id) % 16, COUNT(*), SUM(total > 0), SUM(total < 0),
+           SUM(total), SUM(total * total)
+    FROM metric_users WHERE NOT EXISTS (SELECT 1 FROM metric_totals)
+    GROUP BY experiment_id, metric, variant, CRC32(user_id) % 16;
+INSERT INTO metric_conversions (experiment_id, metric, variant, hour, shard, users)
+    SELECT experiment_id, metric, variant, UNIX_TIMESTAMP(converted_at) DIV 3600, CRC32(user_id) % 16, COUNT(*)
+    FROM metric_users WHERE converted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM metric_conversions)
+    GROUP BY experiment_id, metric, variant, UNIX_TIMESTAMP(converted_at) DIV 3600, CRC32(user_id) % 16;
+
+-- A user's first outcome on a metric adds a row to the sums; later ones change its total
+-- (an ON DUPLICATE KEY UPDATE of metric_users fires its UPDATE triggers, not INSERT's).
+CREATE TRIGGER IF NOT EXISTS metric_users_add_totals AFTER INSERT ON metric_users FOR EACH ROW
+    INSERT INTO metric_totals (experiment_id, metric, variant, shard, users, positive, negative, total, total_of_squares)
+    VALUES (NEW.experiment_id, NEW.metric, NEW.variant, CRC32(NEW.user_id) % 16, 1, NEW.total > 0, NEW.total < 0,
+            NEW.total, NEW.total * NEW.total)
+    ON DUPLICATE KEY UPDATE users = users + 1, positive = positive + VALUES(positive),
+        negative = negative + VALUES(negative), total = total + VALUES(total),
+        total_of_squares = total_of_squares + VALUES(total_of_squares);
+
+CREATE TRIGGER IF NOT EXISTS metric_users_change_totals AFTER UPDATE ON metric_users FOR EACH ROW
+    UPDATE metric_totals SET positive = positive + (NEW.total > 0) - (OLD.total > 0),
+        negative = negative + (NEW.total < 0) - (OLD.total < 0), total = total + (NEW.total - OLD.total),
+        total_of_squares = total_of_squares + (NEW.total - OLD.total) * (NEW.total + OLD.total)
+    WHERE experiment_id = NEW.experiment_id AND metric = NEW.metric AND variant = NEW.variant
+        AND shard = CRC32(NEW.user_id) % 16;
+
+CREATE TRIGGER IF NOT EXISTS metric_users_add_conversion AFTER INSERT ON metric_users FOR EACH ROW
+    INSERT INTO metric_conversions (experiment_id, metric, variant, hour, shard, users)
+    SELECT NEW.experiment_id, NEW.metric, NEW.variant, UNIX_TIMESTAMP(NEW.converted_at) DIV 3600,
+           CRC32(NEW.user_id) % 16, 1
+    FROM DUAL WHERE NEW.converted_at IS NOT NULL
+    ON DUPLICATE KEY UPDATE users = metric_conversions.users + 1;
+
+-- A conversion that moved (first positive outcome, or an earlier one replayed) leaves its old hour...
+CREATE TRIGGER IF NOT EXISTS metric_users_unmove_conversion AFTER UPDATE ON metric_users FOR EACH ROW
+    UPDATE metric_conversions SET users = users - 1
+    WHERE OLD.converted_at IS NOT NULL AND NOT (OLD.converted_at <=> NEW.converted_at)
+        AND experiment_id = OLD.experiment_id AND metric = OLD.metric AND variant = OLD.variant
+        AND hour = UNIX_TIMESTAMP(OLD.converted_at) DIV 3600 AND shard = CRC32(OLD.user_id) % 16;
+
+-- ...and counts in its new one.
+CREATE TRIGGER IF NOT EXISTS metric_users_move_conversion AFTER UPDATE ON metric_users FOR EACH ROW
+    INSERT INTO metric_conversions (experiment_id, metric, variant, hour, shard, users)
+    SELECT NEW.experiment_id, NEW.metric, NEW.variant, UNIX_TIMESTAMP(NEW.converted_at) DIV 3600,
+           CRC32(NEW.user_id) % 16, 1
+    FROM DUAL WHERE NEW.converted_at IS NOT NULL AND NOT (OLD.converted_at <=> NEW.converted_at)
+    ON DUPLICATE KEY UPDATE users = metric_conversions.users + 1;
 
 -- CUPED covariates (POST /covariates): one pre-experiment value per user, experiment and
 -- covariate name, accepted only while the user has no exposure in the experiment (a value
@@ -183,6 +271,165 @@ CREATE TABLE IF NOT EXISTS metric_covariates (
 CREATE TRIGGER IF NOT EXISTS assignments_mark_covariates AFTER INSERT ON assignments FOR EACH ROW
     UPDATE metric_covariates SET variant = NEW.variant
     WHERE experiment_id = NEW.experiment_id AND user_id = NEW.user_id;
+
+-- Upgrade: a database whose metric_users predates ix_metric_users_user gets it (plain SQL
+-- on MySQL 8 and MariaDB, as for outcomes.metric above).
+SET @add_metric_users_user = IF((SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE()
+    AND table_name = 'metric_users' AND index_name = 'ix_metric_users_user') = 0,
+    'ALTER TABLE metric_users ADD KEY ix_metric_users_user (experiment_id, user_id)', 'DO 0');
+PREPARE add_metric_users_user FROM @add_metric_users_user;
+EXECUTE add_metric_users_user;
+DEALLOCATE PREPARE add_metric_users_user;
+
+-- The sums the results would otherwise scan one row per user for, kept by triggers like
+-- metric_totals (16 shards by CRC32 of the user id). Each is backfilled once, for a
+-- database that had rows before the table existed (a no-op as soon as it has rows), before
+-- its triggers.
+
+-- Per covariate and variant over the exposed users with a value: users, Σx, Σx².
+CREATE TABLE IF NOT EXISTS metric_covariate_totals (
+    experiment_id    INT UNSIGNED NOT NULL,
+    covariate        VARCHAR(64)  NOT NULL,
+    variant          VARCHAR(64)  NOT NULL,
+    shard            TINYINT UNSIGNED NOT NULL,
+    users            BIGINT       NOT NULL,
+    total            DOUBLE       NOT NULL,
+    total_of_squares DOUBLE       NOT NULL,
+    PRIMARY KEY (experiment_id, covariate, variant, shard),
+    CONSTRAINT fk_metric_covariate_totals_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Per pair of feedback metrics (metric_a < metric_b) and variant: Σ over the users with
+-- outcomes on both of the product of their two per-user sums (a ratio's Σxy).
+CREATE TABLE IF NOT EXISTS metric_pair_totals (
+    experiment_id INT UNSIGNED NOT NULL,
+    metric_a      VARCHAR(64)  NOT NULL,
+    metric_b      VARCHAR(64)  NOT NULL,
+    variant       VARCHAR(64)  NOT NULL,
+    shard         TINYINT UNSIGNED NOT NULL,
+    total         DOUBLE       NOT NULL,
+    PRIMARY KEY (experiment_id, metric_a, metric_b, variant, shard),
+    CONSTRAINT fk_metric_pair_totals_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Per feedback metric, covariate and variant (of the outcomes) over the users with both:
+-- users, Σx, Σx·y and Σx·(y > 0) (CUPED's Σxy for a mean and for a conversion).
+CREATE TABLE IF NOT EXISTS metric_covariate_cross (
+    experiment_id  INT UNSIGNED NOT NULL,
+    metric         VARCHAR(64)  NOT NULL,
+    covariate      VARCHAR(64)  NOT NULL,
+    variant        VARCHAR(64)  NOT NULL,
+    shard          TINYINT UNSIGNED NOT NULL,
+    users          BIGINT       NOT NULL,
+    covariate_total DOUBLE      NOT NULL,
+    cross_total    DOUBLE       NOT NULL,
+    cross_positive DOUBLE       NOT NULL,
+    PRIMARY KEY (experiment_id, metric, covariate, variant, shard),
+    CONSTRAINT fk_metric_covariate_cross_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+INSERT INTO metric_covariate_totals (experiment_id, covariate, variant, shard, users, total, total_of_squares)
+    SELECT experiment_id, covariate, variant, CRC32(user_id) % 16, COUNT(*), SUM(value), SUM(value * value)
+    FROM metric_covariates WHERE variant IS NOT NULL AND NOT EXISTS (SELECT 1 FROM metric_covariate_totals)
+    GROUP BY experiment_id, covariate, variant, CRC32(user_id) % 16;
+INSERT INTO metric_pair_totals (experiment_id, metric_a, metric_b, variant, shard, total)
+    SELECT a.experiment_id, a.metric, b.metric, a.variant, CRC32(a.user_id) % 16, SUM(a.total * b.total)
+    FROM metric_users a JOIN metric_users b ON b.experiment_id = a.experiment_id AND b.user_id = a.user_id
+        AND b.variant = a.variant AND b.metric > a.metric
+    WHERE NOT EXISTS (SELECT 1 FROM metric_pair_totals)
+    GROUP BY a.experiment_id, a.metric, b.metric, a.variant, CRC32(a.user_id) % 16;
+INSERT INTO metric_covariate_cross (experiment_id, metric, covariate, variant, shard, users, covariate_total,
+                                    cross_total, cross_positive)
+    SELECT m.experiment_id, m.metric, c.covariate, m.variant, CRC32(m.user_id) % 16, COUNT(*), SUM(c.value),
+           SUM(c.value * m.total), SUM(c.value * (m.total > 0))
+    FROM metric_users m JOIN metric_covariates c ON c.experiment_id = m.experiment_id AND c.user_id = m.user_id
+    WHERE NOT EXISTS (SELECT 1 FROM metric_covariate_cross)
+    GROUP BY m.experiment_id, m.metric, c.covariate, m.variant, CRC32(m.user_id) % 16;
+
+-- A covariate value counts once its user is exposed (variant set), and moves with a changed value.
+CREATE TRIGGER IF NOT EXISTS metric_covariates_add_totals AFTER INSERT ON metric_covariates FOR EACH ROW
+    INSERT INTO metric_covariate_totals (experiment_id, covariate, variant, shard, users, total, total_of_squares)
+    SELECT NEW.experiment_id, NEW.covariate, NEW.variant, CRC32(NEW.user_id) % 16, 1, NEW.value, NEW.value * NEW.value
+    FROM DUAL WHERE NEW.variant IS NOT NULL
+    ON DUPLICATE KEY UPDATE users = metric_covariate_totals.users + 1,
+        total = metric_covariate_totals.total + VALUES(total),
+        total_of_squares = metric_covariate_totals.total_of_squares + VALUES(total_of_squares);
+
+CREATE TRIGGER IF NOT EXISTS metric_covariates_remove_totals AFTER UPDATE ON metric_covariates FOR EACH ROW
+    UPDATE metric_covariate_totals SET users = users - 1, total = total - OLD.value,
+        total_of_squares = total_of_squares - OLD.value * OLD.value
+    WHERE OLD.variant IS NOT NULL AND NOT (OLD.variant <=> NEW.variant AND OLD.value = NEW.value)
+        AND experiment_id = OLD.experiment_id AND covariate = OLD.covariate AND variant = OLD.variant
+        AND shard = CRC32(OLD.user_id) % 16;
+
+CREATE TRIGGER IF NOT EXISTS metric_covariates_change_totals AFTER UPDATE ON metric_covariates FOR EACH ROW
+    INSERT INTO metric_covariate_totals (experiment_id, covariate, variant, shard, users, total, total_of_squares)
+    SELECT NEW.experiment_id, NEW.covariate, NEW.variant, CRC32(NEW.user_id) % 16, 1, NEW.value, NEW.value * NEW.value
+    FROM DUAL WHERE NEW.variant IS NOT NULL AND NOT (OLD.variant <=> NEW.variant AND OLD.value = NEW.value)
+    ON DUPLICATE KEY UPDATE users = metric_covariate_totals.users + 1,
+        total = metric_covariate_totals.total + VALUES(total),
+        total_of_squares = metric_covariate_totals.total_of_squares + VALUES(total_of_squares);
+
+-- A user's per-user sum on one metric, new or changed by d, adds d times their sum on each other metric.
+CREATE TRIGGER IF NOT EXISTS metric_users_add_pairs AFTER INSERT ON metric_users FOR EACH ROW
+    INSERT INTO metric_pair_totals (experiment_id, metric_a, metric_b, variant, shard, total)
+    SELECT NEW.experiment_id, LEAST(NEW.metric, o.metric), GREATEST(NEW.metric, o.metric), NEW.variant,
+           CRC32(NEW.user_id) % 16, NEW.total * o.total
+    FROM metric_users o WHERE o.experiment_id = NEW.experiment_id AND o.user_id = NEW.user_id
+        AND o.variant = NEW.variant AND o.metric <> NEW.metric
+    ON DUPLICATE KEY UPDATE total = metric_pair_totals.total + VALUES(total);
+
+CREATE TRIGGER IF NOT EXISTS metric_users_change_pairs AFTER UPDATE ON metric_users FOR EACH ROW
+    INSERT INTO metric_pair_totals (experiment_id, metric_a, metric_b, variant, shard, total)
+    SELECT NEW.experiment_id, LEAST(NEW.metric, o.metric), GREATEST(NEW.metric, o.metric), NEW.variant,
+           CRC32(NEW.user_id) % 16, (NEW.total - OLD.total) * o.total
+    FROM metric_users o WHERE o.experiment_id = NEW.experiment_id AND o.user_id = NEW.user_id
+        AND o.variant = NEW.variant AND o.metric <> NEW.metric
+    ON DUPLICATE KEY UPDATE total = metric_pair_totals.total + VALUES(total);
+
+-- The same for a user's per-user sum against their covariate values...
+CREATE TRIGGER IF NOT EXISTS metric_users_add_covariate_cross AFTER INSERT ON metric_users FOR EACH ROW
+    INSERT INTO metric_covariate_cross (experiment_id, metric, covariate, variant, shard, users, covariate_total,
+                                        cross_total, cross_positive)
+    SELECT NEW.experiment_id, NEW.metric, c.covariate, NEW.variant, CRC32(NEW.user_id) % 16, 1, c.value,
+           c.value * NEW.total, c.value * (NEW.total > 0)
+    FROM metric_covariates c WHERE c.experiment_id = NEW.experiment_id AND c.user_id = NEW.user_id
+    ON DUPLICATE KEY UPDATE users = metric_covariate_cross.users + 1,
+        covariate_total = metric_covariate_cross.covariate_total + VALUES(covariate_total),
+        cross_total = metric_covariate_cross.cross_total + VALUES(cross_total),
+        cross_positive = metric_covariate_cross.cross_positive + VALUES(cross_positive);
+
+CREATE TRIGGER IF NOT EXISTS metric_users_change_covariate_cross AFTER UPDATE ON metric_users FOR EACH ROW
+    INSERT INTO metric_covariate_cross (experiment_id, metric, covariate, variant, shard, users, covariate_total,
+                                        cross_total, cross_positive)
+    SELECT NEW.experiment_id, NEW.metric, c.covariate, NEW.variant, CRC32(NEW.user_id) % 16, 0, 0,
+           c.value * (NEW.total - OLD.total), c.value * ((NEW.total > 0) - (OLD.total > 0))
+    FROM metric_covariates c WHERE c.experiment_id = NEW.experiment_id AND c.user_id = NEW.user_id
+    ON DUPLICATE KEY UPDATE cross_total = metric_covariate_cross.cross_total + VALUES(cross_total),
+        cross_positive = metric_covariate_cross.cross_positive + VALUES(cross_positive);
+
+-- ...and for a covariate value, new or changed, against the user's per-user sums already there.
+CREATE TRIGGER IF NOT EXISTS metric_covariates_add_cross AFTER INSERT ON metric_covariates FOR EACH ROW
+    INSERT INTO metric_covariate_cross (experiment_id, metric, covariate, variant, shard, users, covariate_total,
+                                        cross_total, cross_positive)
+    SELECT NEW.experiment_id, m.metric, NEW.covariate, m.variant, CRC32(NEW.user_id) % 16, 1, NEW.value,
+           NEW.value * m.total, NEW.value * (m.total > 0)
+    FROM metric_users m WHERE m.experiment_id = NEW.experiment_id AND m.user_id = NEW.user_id
+    ON DUPLICATE KEY UPDATE users = metric_covariate_cross.users + 1,
+        covariate_total = metric_covariate_cross.covariate_total + VALUES(covariate_total),
+        cross_total = metric_covariate_cross.cross_total + VALUES(cross_total),
+        cross_positive = metric_covariate_cross.cross_positive + VALUES(cross_positive);
+
+CREATE TRIGGER IF NOT EXISTS metric_covariates_change_cross AFTER UPDATE ON metric_covariates FOR EACH ROW
+    INSERT INTO metric_covariate_cross (experiment_id, metric, covariate, variant, shard, users, covariate_total,
+                                        cross_total, cross_positive)
+    SELECT NEW.experiment_id, m.metric, NEW.covariate, m.variant, CRC32(NEW.user_id) % 16, 0, NEW.value - OLD.value,
+           (NEW.value - OLD.value) * m.total, (NEW.value - OLD.value) * (m.total > 0)
+    FROM metric_users m WHERE m.experiment_id = NEW.experiment_id AND m.user_id = NEW.user_id
+        AND NEW.value <> OLD.value
+    ON DUPLICATE KEY UPDATE covariate_total = metric_covariate_cross.covariate_total + VALUES(covariate_total),
+        cross_total = metric_covariate_cross.cross_total + VALUES(cross_total),
+        cross_positive = metric_covariate_cross.cross_positive + VALUES(cross_positive);
 
 -- The metrics an experiment declares (ml_api/experiments/metrics.py) as JSON: primary,
 -- secondary and guardrail metrics. No row: the default metric `outcome`.
