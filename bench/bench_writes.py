@@ -36,7 +36,9 @@ from ml_api.infra.database import Database  # noqa: E402
 
 EXPERIMENT = "bench-writes"
 FEATURES = [5.9, 3.0, 5.1, 1.8]
-TABLES = ("assignments", "exposure_counts", "outcomes", "outcome_users", "request_ids")
+# The tables an outcome writes are the raw row and the per-metric sums its triggers keep.
+STORED_TABLES = ("assignments", "exposure_counts", "outcomes", "metric_users", "metric_totals", "metric_conversions")
+TABLES = (*STORED_TABLES, "request_ids")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -133,7 +135,7 @@ def run(config: Config, args: argparse.Namespace) -> None:
             phase(stats, settings.user, "POST /predict, returning user", args.users, predict_all)
             phase(stats, settings.user, "POST /feedback", args.outcomes, feedback_all)
             print()
-            for table in ("assignments", "exposure_counts", "outcomes", "outcome_users"):
+            for table in STORED_TABLES:
                 rows, per_row = stats.bytes_per_row(table)
                 print(f"{table:<16} {rows:>8,} rows  {per_row:8.0f} bytes/row (data + indexes)")
         finally:
