@@ -54,6 +54,7 @@ class Ledger:
     switched: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # feedback for a served user answered 4xx
     client_errors: list[str] = field(default_factory=list)  # clients that stopped on an exception
+    server_errors: list[str] = field(default_factory=list)  # what each 5xx other than 503 said, and when
     counts: Counter = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,10 +100,17 @@ class Client(threading.Thread):
                 self._ledger.count(f"{kind} connection cut, retried")
                 self._session = requests.Session()
 
+    def _note_server_error(self, kind: str, response: requests.Response) -> None:
+        if response.status_code >= 500 and response.status_code != 503:
+            with self._ledger.lock:
+                self._ledger.server_errors.append(
+                    f"{kind} {response.status_code} at {time.monotonic():.1f}: {response.text[:300]}")
+
     def _predict(self, user: str) -> dict | None:
         response = self._post("/predict", {"user_id": user, "experiment": self._experiment, "features": IRIS},
                               "predict")
         self._ledger.count(f"predict {response.status_code}")
+        self._note_server_error("predict", response)
         if response.status_code != 200:
             return None
         answer = response.json()
@@ -122,6 +130,7 @@ class Client(threading.Thread):
         while True:
             response = self._post("/feedback", body, "feedback")
             self._ledger.count(f"feedback {response.status_code}")
+            self._note_server_error("feedback", response)
             if response.status_code == 202:
                 reply = response.json()
                 with self._ledger.lock:
@@ -206,6 +215,14 @@ def stored(db, sql: str, experiment_id: int) -> list[tuple]:
         return cursor.fetchall()
 
 
+def server_log_errors(gateway, lines: int = 40) -> str:
+    """The gunicorn log from each logged error on (a 5xx's traceback), or its end if none."""
+    log = gateway.log_path.read_text(errors="replace").splitlines()
+    starts = [n for n, line in enumerate(log) if "unhandled error" in line or "Traceback" in line]
+    chunks = [log[n:n + lines] for n in starts[:3]] or [log[-lines:]]
+    return "\n...\n".join("\n".join(chunk) for chunk in chunks)
+
+
 def test_chaos(overrides, tmp_path, chaos_redis, chaos_mysql, chaos_logstash, repo, db, make_experiment):
     experiment = make_experiment((50, 50))
     gateway = start_gateway({
@@ -223,6 +240,7 @@ def test_chaos(overrides, tmp_path, chaos_redis, chaos_mysql, chaos_logstash, re
         clients = [Client(n, gateway.url, experiment, ledger, stop) for n in range(CLIENTS)]
         for thread in (faults, *clients):
             thread.start()
+        print(f"chaos run starts at {start:.1f} (monotonic)")
         wait_until_moment(start + DURATION)
         stop.set()
         faults.join(timeout=60)
@@ -277,7 +295,7 @@ def test_chaos(overrides, tmp_path, chaos_redis, chaos_mysql, chaos_logstash, re
         assert not lost_events, f"{report}\n{sorted(lost_events)[:10]}"
         assert not ledger.switched, f"{report}\n{ledger.switched[:10]}"
         assert not ledger.refused, f"{report}\n{ledger.refused[:10]}"
-        assert not server_errors, f"{report}\n{server_errors}"
+        assert not server_errors, f"{report}\n{ledger.server_errors}\n{server_log_errors(gateway)}"
     finally:
         stop.set()
         gateway.stop()
