@@ -24,7 +24,6 @@ from tests.conftest import BOTH_WORKER_CLASSES, read_events, start_gateway
 from tests.customers import customers
 from tests.waiting import wait_until
 
-pytestmark = BOTH_WORKER_CLASSES
 
 IRIS = [6.1, 2.8, 4.7, 1.2]
 
@@ -105,6 +104,7 @@ def swap_setup(overrides, model_dir, tmp_path):
     return {**overrides, "MODEL_DIR": str(models), "API_ENV_FILE": str(env_file)}, env_file
 
 
+@BOTH_WORKER_CLASSES  # a hot swap is a worker-class guarantee; the pipeline test below is about the model
 def test_reload_swaps_the_model_without_failing_a_request(swap_setup, tmp_path, make_experiment):
     settings, env_file = swap_setup
     experiment = make_experiment((50, 50), models=("forest", "forest"))
