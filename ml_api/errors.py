@@ -51,6 +51,11 @@ class DatabaseUnavailable(DependencyUnavailable):
     """MySQL could not be reached or failed mid-statement."""
 
 
+class SpoolUnavailable(DependencyUnavailable):
+    """The host's spool could not take a record (its file stayed locked, or the disk failed):
+    with MySQL away too, the record is stored nowhere, so the request is not acknowledged."""
+
+
 class DefinitionsUnavailable(DependencyUnavailable):
     """No experiment definitions were ever loaded and MySQL cannot be reached."""
 

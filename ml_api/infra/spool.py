@@ -7,10 +7,18 @@ event shipper uses another file of the same kind as its disk buffer, ``telemetry
 (assignments by primary key, outcomes by ``feedback_id``), so a batch replayed after a
 crash is neither lost nor doubled.
 
+One worker of the host drains at a time (an advisory lock on a file beside the spool, which
+the OS releases when its holder dies), and SQLite's write lock is taken only for an append or
+for deleting a delivered batch, never while a batch travels to MySQL: a request that must
+spool its record waits for a few milliseconds of someone else's transaction at most, not for
+a delivery (a drain that held the lock across its batches starved appends past SQLite's busy
+timeout, and those requests failed).
+
 Every SQLite call runs through ``offload``: under the gevent worker a commit that fsyncs, or
 that waits for another worker's lock, runs on a native thread instead of stopping the loop.
 """
 
+import fcntl
 import json
 import logging
 import sqlite3
@@ -20,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ml_api.errors import SpoolUnavailable
 from ml_api.infra.native_threads import offload
 
 log = logging.getLogger(__name__)
@@ -72,8 +81,11 @@ class Spool:
         self.put_many([(kind, payload)])
 
     def put_many(self, records: list[Record]) -> None:
-        """Append records in one transaction."""
-        offload(self._append, records)
+        """Append records in one transaction; SpoolUnavailable if SQLite refused them (nothing was stored)."""
+        try:
+            offload(self._append, records)
+        except sqlite3.Error as exc:
+            raise SpoolUnavailable(f"the spool {self.path.name} could not take {len(records)} records: {exc}") from exc
 
     def _append(self, records: list[Record]) -> None:
         with self._open() as conn:
@@ -101,37 +113,49 @@ class Spool:
             return conn.execute(query, parameters).fetchone()
 
     def drain(self, write: Callable[[list[Record]], None], batch_size: int = 500, max_batches: int | None = None) -> int:
-        """Hand pending records to ``write`` in batches; delete each batch only after it succeeded.
+        """Hand pending records to ``write`` in batches, oldest first; delete each batch only after it succeeded.
 
-        The write lock is held while a batch is written, so two workers never deliver the
-        same batch at once; a failed ``write`` leaves the batch in place.
-        """
-        delivered = 0
-        batches = 0
-        with self._open(across_threads=True) as conn:  # ``write`` runs on this thread, SQLite on native ones
-            while max_batches is None or batches < max_batches:
-                batches += 1
-                rows = offload(_take_batch, conn, batch_size)
-                if not rows:
-                    offload(conn.execute, "COMMIT")
-                    return delivered
-                try:
+        Returns how many were delivered: 0 as well when another worker of the host is draining
+        (it delivers them). A failed ``write`` leaves its batch in place; a worker that dies
+        during ``write`` leaves it too, for the next drain (the writes are idempotent)."""
+        with self._drain_turn() as mine:
+            if not mine:
+                return 0
+            delivered = 0
+            batches = 0
+            with self._open(across_threads=True) as conn:  # ``write`` runs on this thread, SQLite on native ones
+                while max_batches is None or batches < max_batches:
+                    batches += 1
+                    rows = offload(_oldest, conn, batch_size)
+                    if not rows:
+                        break
                     write([(kind, json.loads(payload)) for _, kind, payload in rows])
-                except Exception:
-                    offload(conn.execute, "ROLLBACK")
-                    raise
-                offload(_delete_batch, conn, [row_id for row_id, _, _ in rows])
-                delivered += len(rows)
-        return delivered
+                    offload(_delete_batch, conn, [row_id for row_id, _, _ in rows])
+                    delivered += len(rows)
+            return delivered
+
+    @contextmanager
+    def _drain_turn(self) -> Iterator[bool]:
+        """Whether this caller may drain now: an exclusive, non-blocking lock on ``<spool>.drain``."""
+        with open(self.path.with_name(self.path.name + ".drain"), "a") as lock_file:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-def _take_batch(conn: sqlite3.Connection, batch_size: int) -> list[tuple[int, str, str]]:
-    """The oldest pending rows, inside a write transaction left open until they are delivered or kept."""
-    conn.execute("BEGIN IMMEDIATE")
+def _oldest(conn: sqlite3.Connection, batch_size: int) -> list[tuple[int, str, str]]:
+    """The oldest pending rows (a read: in WAL mode it waits for no writer)."""
     return conn.execute("SELECT id, kind, payload FROM pending ORDER BY id LIMIT ?", (batch_size,)).fetchall()
 
 
 def _delete_batch(conn: sqlite3.Connection, row_ids: list[int]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
     conn.executemany("DELETE FROM pending WHERE id = ?", [(row_id,) for row_id in row_ids])
     conn.execute("COMMIT")
 

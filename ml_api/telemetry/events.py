@@ -26,7 +26,6 @@ document id, so a resent event overwrites itself instead of counting twice.
 
 import logging
 import socket
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -36,6 +35,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from ml_api.errors import SpoolUnavailable
 from ml_api.infra.background import current_pid
 from ml_api.infra.random_hex import RandomHex
 from ml_api.infra.spool import Record, Spool
@@ -154,7 +154,7 @@ class EventEmitter:
         # The shipper thread is far behind: keep the event on disk rather than drop it.
         try:
             self._buffer.put("event", {"line": line.decode("utf-8")})
-        except sqlite3.OperationalError:
+        except SpoolUnavailable:
             log.error("events: queue full and buffer busy, event dropped: %s %s", action, fields)
 
     def start(self) -> None:
@@ -213,7 +213,7 @@ class EventEmitter:
             try:
                 self._buffer.put_many([("event", {"line": line.decode("utf-8")}) for line in lines])
                 del self._unsent[:len(lines)]
-            except sqlite3.OperationalError as exc:  # another worker holds the buffer
+            except SpoolUnavailable as exc:  # another worker holds the buffer
                 log.warning("events: buffer busy (%s), %d events wait", exc, len(self._unsent))
                 return False
         EventJournal.discard(self._settling)
@@ -231,7 +231,7 @@ class EventEmitter:
                 for start in range(0, len(lines), SHIP_BATCH):
                     chunk = lines[start:start + SHIP_BATCH]
                     self._buffer.put_many([("event", {"line": line.decode("utf-8")}) for line in chunk])
-            except sqlite3.OperationalError as exc:  # busy: the claimed file is taken up again later
+            except SpoolUnavailable as exc:  # busy: the claimed file is taken up again later
                 log.warning("events: buffer busy (%s), journal %s waits", exc, path.name)
                 continue
             path.unlink(missing_ok=True)

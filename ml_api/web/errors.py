@@ -41,6 +41,9 @@ TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     # The connector's own message names hosts and ports: logged, not told to clients.
     errors.DatabaseUnavailable: (503, "database_unavailable",
                                  "MySQL, which holds the experiments, cannot answer right now; retry shortly"),
+    errors.SpoolUnavailable: (503, "records_unavailable",
+                              "MySQL is away and this host's spool could not take the record either; "
+                              "nothing was stored, retry shortly"),
     errors.DefinitionsUnavailable: (503, "definitions_unavailable", None),
     errors.ModelUnavailable: (503, "model_unavailable", None),
     errors.RequestIdsUnavailable: (503, "cache_unavailable", None),
