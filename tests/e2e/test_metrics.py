@@ -9,6 +9,7 @@ import pytest
 from tests.conftest import start_gateway
 from tests.e2e.test_results_page import NumberCollector, assert_page_shows, chromium, dump_dom  # noqa: F401 (fixture)
 from tests.integration.ml_api.results.test_metric_results import DECLARATION  # the four kinds, a covariate
+from tests.waiting import wait_until
 
 TOKEN = "e2e-metrics-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Actor": "e2e"}
@@ -76,6 +77,12 @@ def test_a_declared_experiment_reports_every_metric_and_decides_on_the_primary(g
     assert verdict["variant"] == "variation" and verdict["verdict"] == "keep_running"
     assert verdict["reason"].startswith("undecided: rate")  # the primary is a conversion
     assert document["decision"]["action"] == "keep_running"
+
+    def every_request_counted() -> bool:  # workers add their request statistics every second
+        guardrails = gateway.get("/experiments/e2e-metrics/results").json()["guardrails"]["variants"]
+        return sum(v["requests"] for v in guardrails) == USERS
+
+    wait_until(every_request_counted, message="the request statistics of every /predict in MySQL")
     page = NumberCollector()
     page.feed(dump_dom(chromium, f"{gateway.url}/experiments/e2e-metrics/results.html", tmp_path / "profile"))
     assert_page_shows(gateway.get("/experiments/e2e-metrics/results").json(), page.numbers)
