@@ -15,7 +15,6 @@ from tests.conftest import BOTH_WORKER_CLASSES
 from tests.nginx_server import nginx_or_skip
 from tests.waiting import wait_until
 
-pytestmark = BOTH_WORKER_CLASSES
 
 
 def alive(pid: int) -> bool:
@@ -41,6 +40,7 @@ def serve_env(overrides: dict[str, str], tmp_path: Path) -> dict[str, str]:
             "PYTHONPATH": str(PROJECT_ROOT)}
 
 
+@BOTH_WORKER_CLASSES  # a reload and a stop under each class; the next test is serve's own supervision
 def test_serve_puts_nginx_in_front_of_gunicorn_on_a_socket_reloads_and_stops_both(overrides, make_experiment,
                                                                                  tmp_path: Path):
     nginx_or_skip()

@@ -94,7 +94,7 @@ def private_gateway(overrides, private_redis, tmp_path):
 @BOTH_WORKER_CLASSES  # Redis faults and the feedback path: worker-class guarantees
 def test_flushed_redis_changes_nobody(private_gateway, private_redis, repo, make_experiment):
     experiment = make_experiment((50, 50))
-    users = [f"flush-{i}" for i in range(1500)]
+    users = [f"flush-{i}" for i in range(600)]
     before = variants_of(private_gateway, experiment, users)[0]
     redis.Redis.from_url(private_redis).flushall()
     # New weights would move everyone whose answer came from the hash alone.
@@ -106,7 +106,7 @@ def test_flushed_redis_changes_nobody(private_gateway, private_redis, repo, make
 @BOTH_WORKER_CLASSES  # Redis faults and the feedback path: worker-class guarantees
 def test_stopped_redis_still_answers_and_keeps_variants(private_gateway, private_redis, repo, make_experiment):
     experiment = make_experiment((50, 50))
-    users = [f"down-{i}" for i in range(1000)]
+    users = [f"down-{i}" for i in range(400)]
     before = variants_of(private_gateway, experiment, users)[0]
     redis.Redis.from_url(private_redis).shutdown(nosave=True)
     repo.set_weights(experiment, {"control": 99, "variation": 1}, actor="test")
