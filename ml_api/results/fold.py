@@ -1,0 +1,230 @@
+"""Folding: the results' summary tables brought up to date with the per-user rows that changed.
+
+The outcome path writes only per-user rows (``metric_users``, and ``metric_covariates`` for
+CUPED values), and a trigger marks each changed row dirty; it never touches a per-variant
+row, so outcomes do not queue behind one another's locks. The folder moves the changes
+into the summary tables (``metric_totals``, ``metric_conversions``, ``metric_pair_totals``,
+``metric_covariate_totals``, ``metric_covariate_cross``): for a batch of users with a dirty
+row it locks all their rows, takes off what the summaries counted of each user (the
+``folded_*`` columns), adds what the user counts now, copies the current values into
+``folded_*`` and clears ``dirty``, in one transaction. So the summaries always equal sums
+over the ``folded_*`` columns, and the read side, which walks those columns for the few
+users above a cap, sees one consistent state in its snapshot.
+
+A user is folded whole, not row by row: a ratio multiplies two metrics' totals and CUPED a
+metric's total by the covariate value, so one changed row changes cross terms with the
+user's other rows.
+
+One folder per experiment at a time (a MySQL ``GET_LOCK`` taken per batch): the results
+read folds and waits for the lock, so it is exact up to the moment it starts; the
+background task of every worker folds the running experiments and skips one that another
+folder holds. Batches are short transactions, so a writer waits at most one batch for a
+user's row, and a reader at most one batch for the lock.
+"""
+
+from collections import defaultdict
+from collections.abc import Sequence
+from functools import partial
+from itertools import combinations
+
+from mysql.connector.abstracts import MySQLConnectionAbstract
+
+from ml_api.errors import DatabaseUnavailable
+from ml_api.infra.database import Database
+
+# Users per transaction: their rows stay locked for its duration (tens of milliseconds).
+BATCH_USERS = 1000
+# How long a results read waits for another folder's batch before it gives up (a 503).
+LOCK_WAIT_SECONDS = 30.0
+# Experiments the background task folds; the others are folded when their results are read.
+FOLDED_STATUSES = ("running", "paused")
+
+# The lock is server-wide: the database's name keeps two databases on one server apart.
+GET_LOCK = "SELECT GET_LOCK(CONCAT(DATABASE(), '/fold/', %s), %s)"
+RELEASE_LOCK = "DO RELEASE_LOCK(CONCAT(DATABASE(), '/fold/', %s))"
+# ix_metric_users_dirty and ix_metric_covariates_dirty: only the dirty rows are read.
+DIRTY_USERS = "SELECT DISTINCT user_id FROM {table} WHERE experiment_id = %s AND dirty = 1 LIMIT %s"
+# A loose scan of the primary key's prefix: the few (metric, variant) pairs of the experiment, so a
+# user's rows are point look-ups (no index leads with the user, which the outcome path would pay for).
+METRIC_VARIANTS = "SELECT DISTINCT metric, variant FROM metric_users WHERE experiment_id = %s"
+LOCK_METRIC_ROWS = (
+    "SELECT user_id, metric, variant, total, UNIX_TIMESTAMP(converted_at) DIV 3600, folded_total,"
+    " UNIX_TIMESTAMP(folded_converted_at) DIV 3600 FROM metric_users"
+    " WHERE experiment_id = %s AND metric = %s AND variant = %s AND user_id IN ({users}) FOR UPDATE"
+)
+LOCK_COVARIATE_ROWS = (
+    "SELECT user_id, covariate, value, variant, folded_value, folded_variant FROM metric_covariates"
+    " WHERE experiment_id = %s AND user_id IN ({users}) FOR UPDATE"
+)
+MARK_METRIC_ROWS = (
+    "UPDATE metric_users SET folded_total = total, folded_converted_at = converted_at, dirty = 0"
+    " WHERE experiment_id = %s AND metric = %s AND variant = %s AND user_id IN ({users}) AND dirty = 1"
+)
+MARK_COVARIATE_ROWS = (
+    "UPDATE metric_covariates SET folded_value = value, folded_variant = variant, dirty = 0"
+    " WHERE experiment_id = %s AND user_id IN ({users}) AND dirty = 1"
+)
+RUNNING = "SELECT id FROM experiments WHERE status IN ({statuses})"
+
+# Each summary table: its key columns after experiment_id, and the columns a user adds to.
+SUMMARIES = {
+    "metric_totals": (("metric", "variant"), ("users", "positive", "negative", "total", "total_of_squares")),
+    "metric_conversions": (("metric", "variant", "hour"), ("users",)),
+    "metric_pair_totals": (("metric_a", "metric_b", "variant"), ("total",)),
+    "metric_covariate_totals": (("covariate", "variant"), ("users", "total", "total_of_squares")),
+    "metric_covariate_cross": (("metric", "covariate", "variant"),
+                               ("users", "covariate_total", "cross_total", "cross_positive")),
+}
+
+MetricRow = tuple[str, str, float, int | None]  # metric, variant, per-user total, hour of the conversion
+CovariateRow = tuple[str, float, str | None]  # covariate, value, variant (None before the exposure)
+
+
+class Sums:
+    """What a batch adds to each summary row, by table and key."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[tuple, list[float]]] = defaultdict(dict)
+
+    def add(self, table: str, key: tuple, sign: int, *terms: float) -> None:
+        row = self.rows[table].setdefault(key, [0] * len(terms))
+        for i, term in enumerate(terms):
+            row[i] += sign * term
+
+    def add_user(self, metrics: Sequence[MetricRow], covariates: Sequence[CovariateRow], sign: int) -> None:
+        """One user's contribution to every summary (``sign`` -1 takes it off)."""
+        for metric, variant, total, hour in metrics:
+            self.add("metric_totals", (metric, variant), sign, 1, total > 0, total < 0, total, total * total)
+            if hour is not None:
+                self.add("metric_conversions", (metric, variant, hour), sign, 1)
+            for covariate, x, _ in covariates:
+                self.add("metric_covariate_cross", (metric, covariate, variant), sign, 1, x, x * total,
+                         x * (total > 0))
+        for (a, variant_a, total_a, _), (b, variant_b, total_b, _) in combinations(sorted(metrics), 2):
+            if variant_a == variant_b:
+                self.add("metric_pair_totals", (a, b, variant_a), sign, total_a * total_b)
+        for covariate, x, variant in covariates:
+            if variant is not None:
+                self.add("metric_covariate_totals", (covariate, variant), sign, 1, x, x * x)
+
+
+def fold(db: Database, experiment_id: int, lock_wait: float = LOCK_WAIT_SECONDS) -> int:
+    """Fold every user of the experiment with a dirty row; return how many were folded.
+
+    ``lock_wait`` 0 (the background task): stop as soon as another folder holds the experiment.
+    Otherwise wait for it up to ``lock_wait`` seconds per batch, then DatabaseUnavailable. Stops
+    after a batch that was not full, so a stream of new outcomes cannot keep it going: every
+    row dirty before that batch's look-up is folded by then."""
+    folded = 0
+    while True:
+        batch = db.retrying(partial(_fold_next_batch, db, experiment_id, lock_wait))
+        if batch is None:
+            if lock_wait > 0:
+                raise DatabaseUnavailable(f"another fold of experiment {experiment_id} held it {lock_wait:g} s")
+            return folded
+        users, full = batch
+        folded += users
+        if not full:
+            return folded
+
+
+def fold_running(db: Database) -> int:
+    """Fold the running (and paused) experiments that no other folder holds; return the users folded."""
+    with db.connection() as conn:
+        cursor = conn.cursor()
+        cursor.execute(RUNNING.format(statuses=", ".join(["%s"] * len(FOLDED_STATUSES))), FOLDED_STATUSES)
+        experiments = [int(row[0]) for row in cursor.fetchall()]
+    return sum(fold(db, experiment_id, lock_wait=0) for experiment_id in experiments)
+
+
+def _fold_next_batch(db: Database, experiment_id: int, lock_wait: float) -> tuple[int, bool] | None:
+    """Under the experiment's lock, fold up to BATCH_USERS users with dirty rows of each table: how many,
+    and whether a table had more than that; None when the lock was not had within ``lock_wait``."""
+    with db.connection() as conn:
+        cursor = conn.cursor()
+        cursor.execute(GET_LOCK, (experiment_id, lock_wait))
+        if cursor.fetchone()[0] != 1:
+            return None
+        try:
+            found = [_dirty_users(cursor, table, experiment_id) for table in ("metric_users", "metric_covariates")]
+            users = sorted(set().union(*found))
+            if users:
+                # READ COMMITTED: the locking reads take no gap locks, so new users' first rows are not held up.
+                conn.start_transaction(isolation_level="READ COMMITTED")
+                try:
+                    _fold_users(conn, experiment_id, users)
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+            return len(users), any(len(f) == BATCH_USERS for f in found)
+        finally:
+            cursor.execute(RELEASE_LOCK, (experiment_id,))
+
+
+def _dirty_users(cursor, table: str, experiment_id: int) -> list[str]:
+    cursor.execute(DIRTY_USERS.format(table=table), (experiment_id, BATCH_USERS))
+    return [row[0] for row in cursor.fetchall()]
+
+
+def _fold_users(conn: MySQLConnectionAbstract, experiment_id: int, users: Sequence[str]) -> None:
+    """Lock every row of ``users`` (covariates first, as an exposure's trigger does before any outcome),
+    move each user's contribution from the folded values to the current ones, and mark the rows folded."""
+    cursor = conn.cursor()
+    placeholders = ", ".join(["%s"] * len(users))
+    old_covariates, new_covariates = defaultdict(list), defaultdict(list)
+    cursor.execute(LOCK_COVARIATE_ROWS.format(users=placeholders), (experiment_id, *users))
+    for user, covariate, value, variant, folded_value, folded_variant in cursor.fetchall():
+        new_covariates[user].append((covariate, float(value), variant))
+        if folded_value is not None:
+            old_covariates[user].append((covariate, float(folded_value), folded_variant))
+    cursor.execute(METRIC_VARIANTS, (experiment_id,))
+    metric_variants = cursor.fetchall()
+    old_metrics, new_metrics = defaultdict(list), defaultdict(list)
+    for metric, variant in metric_variants:
+        cursor.execute(LOCK_METRIC_ROWS.format(users=placeholders), (experiment_id, metric, variant, *users))
+        for user, metric, variant, total, hour, folded_total, folded_hour in cursor.fetchall():
+            new_metrics[user].append((metric, variant, float(total), _hour(hour)))
+            if folded_total is not None:
+                old_metrics[user].append((metric, variant, float(folded_total), _hour(folded_hour)))
+    sums = Sums()
+    for user in users:
+        old = (sorted(old_metrics[user]), sorted(old_covariates[user]))
+        new = (sorted(new_metrics[user]), sorted(new_covariates[user]))
+        if old != new:
+            sums.add_user(*old, sign=-1)
+            sums.add_user(*new, sign=1)
+    _write_sums(cursor, experiment_id, sums)
+    for metric, variant in metric_variants:
+        cursor.execute(MARK_METRIC_ROWS.format(users=placeholders), (experiment_id, metric, variant, *users))
+    cursor.execute(MARK_COVARIATE_ROWS.format(users=placeholders), (experiment_id, *users))
+
+
+def _hour(value: object) -> int | None:
+    return None if value is None else int(value)
+
+
+def _write_sums(cursor, experiment_id: int, sums: Sums) -> None:
+    """Add the batch's changes to the summary rows (rows a batch leaves unchanged are not written)."""
+    for table, changes in sums.rows.items():
+        rows = [(experiment_id, *key, *terms) for key, terms in changes.items() if any(terms)]
+        if rows:
+            cursor.executemany(_upsert(table), rows)
+
+
+def _upsert(table: str) -> str:
+    keys, values = SUMMARIES[table]
+    columns = ("experiment_id", *keys, *values)
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+            f" ON DUPLICATE KEY UPDATE {', '.join(f'{v} = {v} + VALUES({v})' for v in values)}")
+
+
+def dirty_rows(db: Database, experiment_id: int) -> int:
+    """Rows of the experiment waiting for a fold (both tables): what no folder has caught up with yet."""
+    with db.connection() as conn:
+        cursor = conn.cursor()
+        total = 0
+        for table in ("metric_users", "metric_covariates"):
+            cursor.execute(f"SELECT COUNT(*) FROM {table} WHERE experiment_id = %s AND dirty = 1", (experiment_id,))
+            total += int(cursor.fetchone()[0])
+        return total
