@@ -62,7 +62,7 @@ MARK_METRIC_ROWS = (
 )
 MARK_COVARIATE_ROWS = (
     "UPDATE metric_covariates SET folded_value = value, folded_variant = variant, dirty = 0"
-    " WHERE experiment_id = %s AND user_id IN ({users}) AND dirty = 1"
+    " WHERE experiment_id = %s AND covariate = %s AND user_id IN ({users}) AND dirty = 1"
 )
 RUNNING = "SELECT id FROM experiments WHERE status IN ({statuses})"
 
@@ -169,21 +169,26 @@ def _dirty_users(cursor, table: str, experiment_id: int) -> list[str]:
 
 def _fold_users(conn: MySQLConnectionAbstract, experiment_id: int, users: Sequence[str]) -> None:
     """Lock every row of ``users`` (covariates first, as an exposure's trigger does before any outcome),
-    move each user's contribution from the folded values to the current ones, and mark the rows folded."""
+    move each user's contribution from the folded values to the current ones, and mark the rows folded.
+
+    Only the rows read are marked: READ COMMITTED takes no gap locks, so a user's first row on another
+    metric may be inserted meanwhile; it stays dirty (and uncounted) for the next batch."""
     cursor = conn.cursor()
-    placeholders = ", ".join(["%s"] * len(users))
     old_covariates, new_covariates = defaultdict(list), defaultdict(list)
-    cursor.execute(LOCK_COVARIATE_ROWS.format(users=placeholders), (experiment_id, *users))
+    read_covariates: dict[str, list[str]] = defaultdict(list)  # covariate -> users whose row was read
+    cursor.execute(LOCK_COVARIATE_ROWS.format(users=_placeholders(users)), (experiment_id, *users))
     for user, covariate, value, variant, folded_value, folded_variant in cursor.fetchall():
+        read_covariates[covariate].append(user)
         new_covariates[user].append((covariate, float(value), variant))
         if folded_value is not None:
             old_covariates[user].append((covariate, float(folded_value), folded_variant))
     cursor.execute(METRIC_VARIANTS, (experiment_id,))
-    metric_variants = cursor.fetchall()
     old_metrics, new_metrics = defaultdict(list), defaultdict(list)
-    for metric, variant in metric_variants:
-        cursor.execute(LOCK_METRIC_ROWS.format(users=placeholders), (experiment_id, metric, variant, *users))
+    read_metrics: dict[tuple[str, str], list[str]] = defaultdict(list)  # (metric, variant) -> users read
+    for metric_variant in cursor.fetchall():
+        cursor.execute(LOCK_METRIC_ROWS.format(users=_placeholders(users)), (experiment_id, *metric_variant, *users))
         for user, metric, variant, total, hour, folded_total, folded_hour in cursor.fetchall():
+            read_metrics[metric, variant].append(user)
             new_metrics[user].append((metric, variant, float(total), _hour(hour)))
             if folded_total is not None:
                 old_metrics[user].append((metric, variant, float(folded_total), _hour(folded_hour)))
@@ -195,9 +200,14 @@ def _fold_users(conn: MySQLConnectionAbstract, experiment_id: int, users: Sequen
             sums.add_user(*old, sign=-1)
             sums.add_user(*new, sign=1)
     _write_sums(cursor, experiment_id, sums)
-    for metric, variant in metric_variants:
-        cursor.execute(MARK_METRIC_ROWS.format(users=placeholders), (experiment_id, metric, variant, *users))
-    cursor.execute(MARK_COVARIATE_ROWS.format(users=placeholders), (experiment_id, *users))
+    for (metric, variant), read in read_metrics.items():
+        cursor.execute(MARK_METRIC_ROWS.format(users=_placeholders(read)), (experiment_id, metric, variant, *read))
+    for covariate, read in read_covariates.items():
+        cursor.execute(MARK_COVARIATE_ROWS.format(users=_placeholders(read)), (experiment_id, covariate, *read))
+
+
+def _placeholders(values: Sequence[object]) -> str:
+    return ", ".join(["%s"] * len(values))
 
 
 def _hour(value: object) -> int | None:
