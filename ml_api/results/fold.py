@@ -43,10 +43,11 @@ FOLDED_STATUSES = ("running", "paused")
 GET_LOCK = "SELECT GET_LOCK(CONCAT(DATABASE(), '/fold/', %s), %s)"
 RELEASE_LOCK = "DO RELEASE_LOCK(CONCAT(DATABASE(), '/fold/', %s))"
 # ix_metric_users_dirty and ix_metric_covariates_dirty: only the dirty rows are read.
-DIRTY_USERS = "SELECT DISTINCT user_id FROM {table} WHERE experiment_id = %s AND dirty = 1 LIMIT %s"
-# A loose scan of the primary key's prefix: the few (metric, variant) pairs of the experiment, so a
-# user's rows are point look-ups (no index leads with the user, which the outcome path would pay for).
-METRIC_VARIANTS = "SELECT DISTINCT metric, variant FROM metric_users WHERE experiment_id = %s"
+DIRTY_METRIC_ROWS = "SELECT metric, variant, user_id FROM metric_users WHERE experiment_id = %s AND dirty = 1 LIMIT %s"
+DIRTY_COVARIATE_USERS = "SELECT user_id FROM metric_covariates WHERE experiment_id = %s AND dirty = 1 LIMIT %s"
+# The (metric, variant) pairs with counted rows: with those of the dirty rows found, where a batch's users' rows
+# are looked up, by primary key (no index leads with the user: the outcome path would pay for one).
+COUNTED_METRIC_VARIANTS = "SELECT metric, variant FROM metric_totals WHERE experiment_id = %s"
 LOCK_METRIC_ROWS = (
     "SELECT user_id, metric, variant, total, UNIX_TIMESTAMP(converted_at) DIV 3600, folded_total,"
     " UNIX_TIMESTAMP(folded_converted_at) DIV 3600 FROM metric_users"
@@ -109,7 +110,8 @@ class Sums:
 
 
 def fold(db: Database, experiment_id: int, lock_wait: float = LOCK_WAIT_SECONDS) -> int:
-    """Fold every user of the experiment with a dirty row; return how many were folded.
+    """Fold every user of the experiment with a dirty row; return how many were folded (by batch: a user
+    whose dirty rows were found by two batches counts twice).
 
     ``lock_wait`` 0 (the background task): stop as soon as another folder holds the experiment.
     Otherwise wait for it up to ``lock_wait`` seconds per batch, then DatabaseUnavailable. Stops
@@ -138,41 +140,42 @@ def fold_running(db: Database) -> int:
 
 
 def _fold_next_batch(db: Database, experiment_id: int, lock_wait: float) -> tuple[int, bool] | None:
-    """Under the experiment's lock, fold up to BATCH_USERS users with dirty rows of each table: how many,
-    and whether a table had more than that; None when the lock was not had within ``lock_wait``."""
+    """Under the experiment's lock, fold the users of up to BATCH_USERS dirty rows of each table: how many,
+    and whether a table had that many (so maybe more); None when the lock was not had within ``lock_wait``."""
     with db.connection() as conn:
         cursor = conn.cursor()
         cursor.execute(GET_LOCK, (experiment_id, lock_wait))
         if cursor.fetchone()[0] != 1:
             return None
         try:
-            found = [_dirty_users(cursor, table, experiment_id) for table in ("metric_users", "metric_covariates")]
-            users = sorted(set().union(*found))
+            cursor.execute(DIRTY_METRIC_ROWS, (experiment_id, BATCH_USERS))
+            dirty_metrics = cursor.fetchall()
+            cursor.execute(DIRTY_COVARIATE_USERS, (experiment_id, BATCH_USERS))
+            dirty_covariates = cursor.fetchall()
+            users = sorted({user for *_, user in dirty_metrics} | {user for (user,) in dirty_covariates})
             if users:
                 # READ COMMITTED: the locking reads take no gap locks, so new users' first rows are not held up.
                 conn.start_transaction(isolation_level="READ COMMITTED")
                 try:
-                    _fold_users(conn, experiment_id, users)
+                    _fold_users(conn, experiment_id, users, {(metric, variant) for metric, variant, _ in dirty_metrics})
                 except BaseException:
                     conn.rollback()
                     raise
                 conn.commit()
-            return len(users), any(len(f) == BATCH_USERS for f in found)
+            return len(users), BATCH_USERS in (len(dirty_metrics), len(dirty_covariates))
         finally:
             cursor.execute(RELEASE_LOCK, (experiment_id,))
 
 
-def _dirty_users(cursor, table: str, experiment_id: int) -> list[str]:
-    cursor.execute(DIRTY_USERS.format(table=table), (experiment_id, BATCH_USERS))
-    return [row[0] for row in cursor.fetchall()]
-
-
-def _fold_users(conn: MySQLConnectionAbstract, experiment_id: int, users: Sequence[str]) -> None:
+def _fold_users(conn: MySQLConnectionAbstract, experiment_id: int, users: Sequence[str],
+                dirty_metric_variants: set[tuple[str, str]]) -> None:
     """Lock every row of ``users`` (covariates first, as an exposure's trigger does before any outcome),
     move each user's contribution from the folded values to the current ones, and mark the rows folded.
 
-    Only the rows read are marked: READ COMMITTED takes no gap locks, so a user's first row on another
-    metric may be inserted meanwhile; it stays dirty (and uncounted) for the next batch."""
+    The per-user rows looked at are those of the (metric, variant) pairs the sums count (so every counted
+    row) and of ``dirty_metric_variants``; a user's uncounted row in another pair is left as it is, dirty,
+    for a later batch, and so is a row inserted meanwhile (READ COMMITTED takes no gap locks): only the rows
+    read are marked, so the sums always count exactly the rows with folded values."""
     cursor = conn.cursor()
     old_covariates, new_covariates = defaultdict(list), defaultdict(list)
     read_covariates: dict[str, list[str]] = defaultdict(list)  # covariate -> users whose row was read
@@ -182,10 +185,10 @@ def _fold_users(conn: MySQLConnectionAbstract, experiment_id: int, users: Sequen
         new_covariates[user].append((covariate, float(value), variant))
         if folded_value is not None:
             old_covariates[user].append((covariate, float(folded_value), folded_variant))
-    cursor.execute(METRIC_VARIANTS, (experiment_id,))
+    cursor.execute(COUNTED_METRIC_VARIANTS, (experiment_id,))
     old_metrics, new_metrics = defaultdict(list), defaultdict(list)
     read_metrics: dict[tuple[str, str], list[str]] = defaultdict(list)  # (metric, variant) -> users read
-    for metric_variant in cursor.fetchall():
+    for metric_variant in sorted(set(cursor.fetchall()) | dirty_metric_variants):
         cursor.execute(LOCK_METRIC_ROWS.format(users=_placeholders(users)), (experiment_id, *metric_variant, *users))
         for user, metric, variant, total, hour, folded_total, folded_hour in cursor.fetchall():
             read_metrics[metric, variant].append(user)
