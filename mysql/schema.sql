@@ -331,6 +331,23 @@ CREATE TABLE IF NOT EXISTS metric_covariate_cross (
     CONSTRAINT fk_metric_covariate_cross_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
+-- Per user with both: their counted total on a feedback metric (variant: the metric row's)
+-- and their counted covariate value. A capped metric with CUPED takes Σ x·(total - cap) over
+-- the users above the cap off its cross sums: a range of ix_metric_covariate_users_total,
+-- rather than a look-up of each such user's covariate value.
+CREATE TABLE IF NOT EXISTS metric_covariate_users (
+    experiment_id INT UNSIGNED NOT NULL,
+    metric        VARCHAR(64)  NOT NULL,
+    covariate     VARCHAR(64)  NOT NULL,
+    variant       VARCHAR(64)  NOT NULL,
+    user_id       VARCHAR(128) NOT NULL,
+    total         DOUBLE       NOT NULL,
+    value         DOUBLE       NOT NULL,
+    PRIMARY KEY (experiment_id, metric, covariate, variant, user_id),
+    KEY ix_metric_covariate_users_total (experiment_id, metric, covariate, total, value),
+    CONSTRAINT fk_metric_covariate_users_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
 -- The metrics an experiment declares (ml_api/experiments/metrics.py) as JSON: primary,
 -- secondary and guardrail metrics. No row: the default metric `outcome`.
 CREATE TABLE IF NOT EXISTS experiment_metrics (

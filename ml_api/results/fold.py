@@ -4,7 +4,8 @@ The outcome path writes only per-user rows (``metric_users``, and ``metric_covar
 CUPED values), and a trigger marks each changed row dirty; it never touches a per-variant
 row, so outcomes do not queue behind one another's locks. The folder moves the changes
 into the summary tables (``metric_totals``, ``metric_conversions``, ``metric_pair_totals``,
-``metric_covariate_totals``, ``metric_covariate_cross``): for a batch of users with a dirty
+``metric_covariate_totals``, ``metric_covariate_cross``, and ``metric_covariate_users`` for
+a capped metric's CUPED tail): for a batch of users with a dirty
 row it locks all their rows, takes off what the summaries counted of each user (the
 ``folded_*`` columns), adds what the user counts now, copies the current values into
 ``folded_*`` and clears ``dirty``, in one transaction. So the summaries always equal sums
@@ -70,6 +71,11 @@ MARK_COVARIATE_ROWS = (
     " WHERE experiment_id = %s AND covariate = %s AND user_id IN ({users}) AND dirty = 1"
 )
 RUNNING = "SELECT id FROM experiments WHERE status IN ({statuses})"
+# metric_covariate_users: a user's counted total on a metric with a counted covariate value of theirs.
+UPSERT_PAIR = (
+    "INSERT INTO metric_covariate_users (experiment_id, metric, covariate, variant, user_id, total, value)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE total = VALUES(total), value = VALUES(value)"
+)
 
 # Each summary table: its key columns after experiment_id, and the columns a user adds to.
 SUMMARIES = {
@@ -86,18 +92,23 @@ CovariateRow = tuple[str, float, str | None]  # covariate, value, variant (None 
 
 
 class Sums:
-    """What a batch adds to each summary row, by table and key."""
+    """What a batch adds to each summary row, by table and key, and the per-user pairs of a metric's total and
+    a covariate value it takes off (``old_pairs``) and puts in (``new_pairs``)."""
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[tuple, list[float]]] = defaultdict(dict)
+        self.old_pairs: dict[tuple, tuple[float, float]] = {}  # (metric, covariate, variant, user) -> total, x
+        self.new_pairs: dict[tuple, tuple[float, float]] = {}
 
     def add(self, table: str, key: tuple, sign: int, *terms: float) -> None:
         row = self.rows[table].setdefault(key, [0] * len(terms))
         for i, term in enumerate(terms):
             row[i] += sign * term
 
-    def add_user(self, metrics: Sequence[MetricRow], covariates: Sequence[CovariateRow], sign: int) -> None:
+    def add_user(self, user: str, metrics: Sequence[MetricRow], covariates: Sequence[CovariateRow],
+                 sign: int) -> None:
         """One user's contribution to every summary (``sign`` -1 takes it off)."""
+        pairs = self.new_pairs if sign > 0 else self.old_pairs
         for metric, variant, total, hour in metrics:
             self.add("metric_totals", (metric, variant), sign, 1, total > 0, total < 0, total, total * total)
             if hour is not None:
@@ -105,6 +116,7 @@ class Sums:
             for covariate, x, _ in covariates:
                 self.add("metric_covariate_cross", (metric, covariate, variant), sign, 1, x, x * total,
                          x * (total > 0))
+                pairs[metric, covariate, variant, user] = (total, x)
         for (a, variant_a, total_a, _), (b, variant_b, total_b, _) in combinations(sorted(metrics), 2):
             if variant_a == variant_b:
                 self.add("metric_pair_totals", (a, b, variant_a), sign, total_a * total_b)
@@ -204,8 +216,8 @@ def _fold_users(conn: MySQLConnectionAbstract, experiment_id: int, users: Sequen
         old = (sorted(old_metrics[user]), sorted(old_covariates[user]))
         new = (sorted(new_metrics[user]), sorted(new_covariates[user]))
         if old != new:
-            sums.add_user(*old, sign=-1)
-            sums.add_user(*new, sign=1)
+            sums.add_user(user, *old, sign=-1)
+            sums.add_user(user, *new, sign=1)
     _write_sums(cursor, experiment_id, sums)
     for (metric, variant), read in read_metrics.items():
         cursor.execute(MARK_METRIC_ROWS.format(users=_placeholders(read)), (experiment_id, metric, variant, *read))
@@ -222,11 +234,16 @@ def _hour(value: object) -> int | None:
 
 
 def _write_sums(cursor, experiment_id: int, sums: Sums) -> None:
-    """Add the batch's changes to the summary rows (rows a batch leaves unchanged are not written)."""
+    """Add the batch's changes to the summary rows and write its new or changed pairs (what a batch leaves
+    unchanged is not written; per-user rows are never deleted, so neither is a pair)."""
     for table, changes in sums.rows.items():
         rows = [(experiment_id, *key, *terms) for key, terms in changes.items() if any(terms)]
         if rows:
             cursor.executemany(_upsert(table), rows)
+    changed = [(experiment_id, *key, *values) for key, values in sums.new_pairs.items()
+               if sums.old_pairs.get(key) != values]
+    if changed:
+        cursor.executemany(UPSERT_PAIR, changed)
 
 
 def _upsert(table: str) -> str:

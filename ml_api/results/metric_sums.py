@@ -17,9 +17,10 @@ capping quantile is the k-th largest per-user sum, found by walking that index. 
 sums: ``metric_pair_totals`` (a ratio's Σxy, per pair of feedback metrics),
 ``metric_covariate_totals`` (Σx, Σx² of each covariate over exposed users) and
 ``metric_covariate_cross`` (Σx·y, Σx·(y > 0) and Σx over the users with outcomes); a cap
-takes Σ_{y>c} x·(y − c) off Σx·y, one look-up in ``metric_covariates`` per user above the
-cap. So the per-user rows read are those above a cap (at most the quantile's tail), never
-all users with outcomes. Those walks read the ``folded_*`` columns, the values the
+takes Σ_{y>c} x·(y − c) off Σx·y, a range of ``metric_covariate_users`` (the fold keeps
+there each user's total next to their covariate value, so the tail needs no look-up per
+user: 100,000 random reads at ten million exposures). So the per-user rows read are those
+above a cap (at most the quantile's tail), never all users with outcomes. Those walks read the ``folded_*`` columns, the values the
 summaries counted, so in one snapshot the two always agree (a row that changed after the
 last fold counts as it was then, in both).
 """
@@ -54,11 +55,11 @@ COVARIATE_CROSS = (
     "SELECT variant, cross_total, cross_positive, covariate_total FROM metric_covariate_cross"
     " WHERE experiment_id = %s AND metric = %s AND covariate = %s"
 )
-# Σ x·(y − cap) over the users above a cap with a covariate value: what capping takes off Σx·y.
+# Σ x·(y − cap) over the users above a cap with a covariate value: what capping takes off Σx·y. A range of
+# ix_metric_covariate_users_total, which covers it (the pairs the fold keeps, so no look-up per user).
 COVARIATE_ABOVE_CAP = (
-    "SELECT m.variant, SUM(c.folded_value * (m.folded_total - %s)) FROM metric_users m JOIN metric_covariates c"
-    " ON c.experiment_id = m.experiment_id AND c.covariate = %s AND c.user_id = m.user_id"
-    " WHERE m.experiment_id = %s AND m.metric = %s AND m.folded_total > %s GROUP BY m.variant"
+    "SELECT variant, SUM(value * (total - %s)) FROM metric_covariate_users"
+    " WHERE experiment_id = %s AND metric = %s AND covariate = %s AND total > %s GROUP BY variant"
 )
 # The k largest positive per-user sums, per variant: the smallest of them is the k-th largest (the cap), and they
 # are every user above it plus some equal to it (whose excess is 0), so one walk gives the cap and the tail's sums.
@@ -197,7 +198,7 @@ def _covariate_sums(cursor, experiment_id: int, metric: MetricSpec, cap: float |
              for variant, sxy, positive, sx in cursor.fetchall()}
     above: dict[str, float] = {}
     if cap is not None:
-        cursor.execute(COVARIATE_ABOVE_CAP, (cap, metric.covariate, experiment_id, metric.source, cap))
+        cursor.execute(COVARIATE_ABOVE_CAP, (cap, experiment_id, metric.source, metric.covariate, cap))
         above = {variant: float(excess) for variant, excess in cursor.fetchall()}
     cuped = {}
     for variant, s in sums.items():

@@ -105,6 +105,15 @@ def add(values: list, *terms: float) -> None:
         values[i] += term
 
 
+def expected_pairs(db, experiment_id: int) -> dict[tuple, tuple[float, float]]:
+    """Each user's total on a metric next to each covariate value of theirs, from the raw rows."""
+    totals = rows(db, "SELECT metric, variant, user_id, SUM(value) FROM outcomes WHERE experiment_id = %s"
+                      " GROUP BY metric, variant, user_id", experiment_id)
+    values = rows(db, "SELECT covariate, user_id, value FROM metric_covariates WHERE experiment_id = %s", experiment_id)
+    return {(metric, covariate, variant, user): (total, x) for metric, variant, user, total in totals
+            for covariate, covariate_user, x in values if covariate_user == user}
+
+
 def folded_sums(db, experiment_id: int) -> dict[str, dict[tuple, tuple]]:
     """Every summary as the folds left it (conversion hours that fell to 0 users left out)."""
     found = {}
@@ -123,6 +132,13 @@ def assert_sums_match_raw_rows(db, experiment_id: int) -> None:
         assert set(folded[table]) == set(expected[table]), table
         for key, values in expected[table].items():
             assert folded[table][key] == pytest.approx(values, rel=1e-9, abs=1e-9), (table, key)
+    pairs = {tuple(row[:4]): row[4:] for row in rows(db, "SELECT metric, covariate, variant, user_id, total, value"
+                                                         " FROM metric_covariate_users WHERE experiment_id = %s",
+                                                     experiment_id)}
+    expected = expected_pairs(db, experiment_id)
+    assert set(pairs) == set(expected)
+    for key, values in expected.items():
+        assert pairs[key] == pytest.approx(values, rel=1e-9, abs=1e-9), key
     assert dirty_rows(db, experiment_id) == 0
     unfolded = rows(db, "SELECT COUNT(*) FROM metric_users WHERE experiment_id = %s AND NOT (folded_total <=> total"
                         " AND folded_converted_at <=> converted_at)", experiment_id)
@@ -320,7 +336,7 @@ def test_an_upgraded_database_counts_its_rows_at_the_first_fold(base_config, tmp
                 cursor = conn.cursor()
                 for statement in (
                     "DROP TRIGGER metric_users_mark_dirty", "DROP TRIGGER metric_covariates_mark_dirty",
-                    f"DROP TABLE {', '.join(SUMMARY_TABLES)}",
+                    f"DROP TABLE {', '.join(SUMMARY_TABLES)}, metric_covariate_users",
                     "ALTER TABLE metric_users DROP KEY ix_metric_users_dirty, DROP KEY ix_metric_users_folded,"
                     " DROP COLUMN folded_total, DROP COLUMN folded_converted_at, DROP COLUMN dirty,"
                     " ADD KEY ix_metric_users_total (experiment_id, metric, total)",
