@@ -37,12 +37,18 @@ from ml_api.infra.database import Database
 BATCH_USERS = 1000
 # How long a results read waits for another folder's batch before it gives up (a 503).
 LOCK_WAIT_SECONDS = 30.0
+# A folder's connection that says nothing for this long is closed by MySQL, which rolls its batch back and frees
+# its row locks and the experiment's lock: a worker killed mid-batch behind a proxy that keeps its connection open
+# holds up its users' outcomes this long at most, not until the proxy notices. A batch never idles that long.
+IDLE_SECONDS = 10
 # Experiments the background task folds; the others are folded when their results are read.
 FOLDED_STATUSES = ("running", "paused")
 
 # The lock is server-wide: the database's name keeps two databases on one server apart.
 GET_LOCK = "SELECT GET_LOCK(CONCAT(DATABASE(), '/fold/', %s), %s)"
 RELEASE_LOCK = "DO RELEASE_LOCK(CONCAT(DATABASE(), '/fold/', %s))"
+SHORT_IDLE = "SET SESSION wait_timeout = %s"
+USUAL_IDLE = "SET SESSION wait_timeout = @@GLOBAL.wait_timeout"  # the pool keeps the connection afterwards
 # Only the dirty rows are read, from ix_metric_users_dirty and ix_metric_covariates_dirty: named, because their
 # statistics cannot be trusted (every row is dirty after a bulk load, almost none once folded), and a scan of
 # the primary key that skips the clean rows grows with every row folded.
@@ -160,27 +166,36 @@ def _fold_next_batch(db: Database, experiment_id: int, lock_wait: float) -> tupl
     and whether a table had that many (so maybe more); None when the lock was not had within ``lock_wait``."""
     with db.connection() as conn:
         cursor = conn.cursor()
-        cursor.execute(GET_LOCK, (experiment_id, lock_wait))
-        if cursor.fetchone()[0] != 1:
-            return None
+        cursor.execute(SHORT_IDLE, (IDLE_SECONDS,))
         try:
-            cursor.execute(DIRTY_METRIC_ROWS, (experiment_id, BATCH_USERS))
-            dirty_metrics = cursor.fetchall()
-            cursor.execute(DIRTY_COVARIATE_USERS, (experiment_id, BATCH_USERS))
-            dirty_covariates = cursor.fetchall()
-            users = sorted({user for *_, user in dirty_metrics} | {user for (user,) in dirty_covariates})
-            if users:
-                # READ COMMITTED: the locking reads take no gap locks, so new users' first rows are not held up.
-                conn.start_transaction(isolation_level="READ COMMITTED")
-                try:
-                    _fold_users(conn, experiment_id, users, {(metric, variant) for metric, variant, _ in dirty_metrics})
-                except BaseException:
-                    conn.rollback()
-                    raise
-                conn.commit()
-            return len(users), BATCH_USERS in (len(dirty_metrics), len(dirty_covariates))
+            cursor.execute(GET_LOCK, (experiment_id, lock_wait))
+            if cursor.fetchone()[0] != 1:
+                return None
+            try:
+                return _fold_dirty(conn, experiment_id)
+            finally:
+                cursor.execute(RELEASE_LOCK, (experiment_id,))
         finally:
-            cursor.execute(RELEASE_LOCK, (experiment_id,))
+            cursor.execute(USUAL_IDLE)
+
+
+def _fold_dirty(conn: MySQLConnectionAbstract, experiment_id: int) -> tuple[int, bool]:
+    cursor = conn.cursor()
+    cursor.execute(DIRTY_METRIC_ROWS, (experiment_id, BATCH_USERS))
+    dirty_metrics = cursor.fetchall()
+    cursor.execute(DIRTY_COVARIATE_USERS, (experiment_id, BATCH_USERS))
+    dirty_covariates = cursor.fetchall()
+    users = sorted({user for *_, user in dirty_metrics} | {user for (user,) in dirty_covariates})
+    if users:
+        # READ COMMITTED: the locking reads take no gap locks, so new users' first rows are not held up.
+        conn.start_transaction(isolation_level="READ COMMITTED")
+        try:
+            _fold_users(conn, experiment_id, users, {(metric, variant) for metric, variant, _ in dirty_metrics})
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+    return len(users), BATCH_USERS in (len(dirty_metrics), len(dirty_covariates))
 
 
 def _fold_users(conn: MySQLConnectionAbstract, experiment_id: int, users: Sequence[str],

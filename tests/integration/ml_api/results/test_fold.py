@@ -6,6 +6,7 @@ a database upgraded from before the folds; and the results document equals the o
 import math
 import random
 import threading
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import replace
@@ -242,6 +243,43 @@ def test_a_fold_rolled_back_halfway_loses_nothing(db, recorder, experiment, monk
     monkeypatch.setattr(folding, "_write_sums", write_sums)
     # A killed connection opens the pool's circuit breaker for a moment: fold as soon as MySQL is taken again.
     wait_until(lambda: _folded(db, experiment.id), message="no fold succeeded after the interrupted one")
+    assert_sums_match_raw_rows(db, experiment.id)
+
+
+def test_a_folder_that_stops_answering_mid_batch_holds_its_users_for_seconds_only(db, recorder, experiment,
+                                                                                   monkeypatch):
+    """A worker killed mid-batch behind a relay that keeps its connection open: MySQL closes the silent
+    connection after IDLE_SECONDS, which rolls the batch back and lets the users' outcomes through."""
+    recorder.record_first(experiment, "held", "control")
+    assert recorder.record_outcome(outcome(experiment, "held", "control", "click", 1.0, T0))
+    monkeypatch.setattr(folding, "IDLE_SECONDS", 2)
+    write_sums, locked, resume, failures = folding._write_sums, threading.Event(), threading.Event(), []
+
+    def stuck(cursor, experiment_id, sums):
+        write_sums(cursor, experiment_id, sums)
+        locked.set()
+        resume.wait(60)  # the rows stay locked, the connection silent
+
+    def fold_in_thread() -> None:
+        try:
+            fold(db, experiment.id)
+        except DatabaseUnavailable as exc:
+            failures.append(exc)
+
+    monkeypatch.setattr(folding, "_write_sums", stuck)
+    folder = threading.Thread(target=fold_in_thread)
+    folder.start()
+    try:
+        wait_until(locked.is_set, message="the folder never locked the user's rows")
+        started = time.monotonic()
+        assert recorder.record_outcome(outcome(experiment, "held", "control", "click", 1.0, T0))  # waited, then stored
+        assert time.monotonic() - started < 20
+    finally:
+        resume.set()
+        folder.join(timeout=60)
+    assert len(failures) == 1  # the batch was rolled back with its connection
+    monkeypatch.setattr(folding, "_write_sums", write_sums)
+    wait_until(lambda: _folded(db, experiment.id), message="no fold succeeded after the stuck one")
     assert_sums_match_raw_rows(db, experiment.id)
 
 
