@@ -5,10 +5,10 @@ CUPED values), and a trigger marks each changed row dirty; it never touches a pe
 row, so outcomes do not queue behind one another's locks. The folder moves the changes
 into the summary tables (``metric_totals``, ``metric_conversions``, ``metric_pair_totals``,
 ``metric_covariate_totals``, ``metric_covariate_cross``, and ``metric_covariate_users`` for
-a capped metric's CUPED tail): for a batch of users with a dirty
-row it locks all their rows, takes off what the summaries counted of each user (the
-``folded_*`` columns), adds what the user counts now, copies the current values into
-``folded_*`` and clears ``dirty``, in one transaction. So the summaries always equal sums
+a capped metric's CUPED tail): for a batch of users with a dirty row it locks all their
+rows, takes off what the summaries counted of each user (the ``folded_*`` columns), adds
+what the user counts now, copies the current values into ``folded_*`` and clears
+``dirty``, in one transaction. So the summaries always equal sums
 over the ``folded_*`` columns, and the read side, which walks those columns for the few
 users above a cap, sees one consistent state in its snapshot.
 
@@ -33,7 +33,8 @@ from mysql.connector.abstracts import MySQLConnectionAbstract
 from ml_api.errors import DatabaseUnavailable
 from ml_api.infra.database import Database
 
-# Users per transaction: their rows stay locked for its duration (tens of milliseconds).
+# Dirty rows of each table per transaction (so up to twice as many users), whose rows stay locked for its
+# duration: about 0.1 s at ten million exposures on a small machine.
 BATCH_USERS = 1000
 # How long a results read waits for another folder's batch before it gives up (a 503).
 LOCK_WAIT_SECONDS = 30.0
