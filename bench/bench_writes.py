@@ -1,6 +1,6 @@
 """MySQL writes per new user and per outcome, counted by the server, and the bytes they keep.
 
-    python bench/bench_writes.py [--users 2000] [--outcomes 2000]
+    python bench/bench_writes.py [--users 2000] [--outcomes 2000] [--threads 1] [--fold-every 0]
 
 Creates its own database (``<MYSQL_DATABASE>_bench_<random>``) and Redis key prefix,
 builds the gateway in-process (its request path, without HTTP), sends ``--users``
@@ -8,10 +8,14 @@ builds the gateway in-process (its request path, without HTTP), sends ``--users`
 write expected), then ``--outcomes`` ``POST /feedback``, and prints for each phase the rows
 changed per table and per request, from MariaDB's table statistics
 (``information_schema.TABLE_STATISTICS``; the ``userstat`` switch is turned on for the run
-and restored after, so it needs MySQL's admin user) and the commits of the gateway's
-connections. Then the bytes per exposure and per outcome the tables hold (data and indexes
-after ``ANALYZE TABLE``; InnoDB pages, so an estimate at small sizes). Everything it
-created is removed at the end. Needs the demo models (``make models``).
+and restored after, so it needs MySQL's admin user), the commits of the gateway's
+connections and the time per request (in process, no HTTP: the model and the writes).
+``--threads`` sends the feedback from that many threads at once, ``--fold-every`` runs a
+results fold of the experiment every that many seconds meanwhile (what the background
+folder does), so the outcome path's waits for the folder's locks show in its time. Then
+the bytes per exposure and per outcome the tables hold (data and indexes after ``ANALYZE
+TABLE``; InnoDB pages, so an estimate at small sizes). Everything it created is removed at
+the end. Needs the demo models (``make models``).
 """
 
 import argparse
@@ -19,7 +23,11 @@ import os
 import secrets
 import sys
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import mysql.connector
@@ -32,11 +40,13 @@ from ml_api import create_app  # noqa: E402
 from ml_api.config import Config, load_config  # noqa: E402
 from ml_api.experiments.definitions import VariantSpec  # noqa: E402
 from ml_api.experiments.repository import ExperimentRepository  # noqa: E402
+from ml_api.infra.background import PeriodicTask  # noqa: E402
 from ml_api.infra.database import Database  # noqa: E402
+from ml_api.results.fold import fold_running  # noqa: E402
 
 EXPERIMENT = "bench-writes"
 FEATURES = [5.9, 3.0, 5.1, 1.8]
-# The tables a new user and an outcome write: the raw rows and the summaries their triggers keep.
+# The tables a new user and an outcome write: the raw rows and the per-user rows their triggers keep.
 STORED_TABLES = ("assignments", "exposure_counts", "outcomes", "metric_users")
 TABLES = (*STORED_TABLES, "request_ids")
 
@@ -45,6 +55,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=2000, help="new users, each sent twice")
     parser.add_argument("--outcomes", type=int, default=2000, help="outcomes, spread over those users")
+    parser.add_argument("--threads", type=int, default=1, help="threads sending the feedback")
+    parser.add_argument("--fold-every", type=float, default=0.0, metavar="SECONDS",
+                        help="fold the experiment's results every SECONDS while the feedback is sent (0: never)")
     return parser.parse_args(argv)
 
 
@@ -90,13 +103,30 @@ class TableStatistics:
 
 
 def phase(stats: TableStatistics, user: str, label: str, requests: int, send) -> None:
-    """Run ``send`` and print the rows changed per table, and the commits, per request."""
+    """Run ``send`` and print the rows changed per table, the commits and the time, per request."""
     before, commits = stats.rows_changed(), stats.commits(user)
+    started = time.perf_counter()
     send()
+    elapsed = time.perf_counter() - started
     after = stats.rows_changed()
     changed = {table: after.get(table, 0) - before.get(table, 0) for table in sorted(set(after) | set(before))}
     rows = ", ".join(f"{table} {count / requests:.2f}" for table, count in changed.items() if count) or "none"
-    print(f"{label:<30} commits/request {(stats.commits(user) - commits) / requests:5.2f}   rows changed/request: {rows}")
+    print(f"{label:<44} {elapsed / requests * 1000:6.2f} ms/request   commits/request"
+          f" {(stats.commits(user) - commits) / requests:5.2f}   rows changed/request: {rows}")
+
+
+@contextmanager
+def folding(db: Database, every: float) -> Iterator[None]:
+    """Fold the experiment every ``every`` seconds in a thread while the block runs (0: not at all)."""
+    if not every:
+        yield
+        return
+    task = PeriodicTask("bench-fold", partial(fold_running, db), every)
+    task.ensure_started()
+    try:
+        yield
+    finally:
+        task.stop()
 
 
 def run(config: Config, args: argparse.Namespace) -> None:
@@ -123,17 +153,25 @@ def run(config: Config, args: argparse.Namespace) -> None:
                                                              "features": FEATURES})
                     assert response.status_code == 200, response.get_data(as_text=True)
 
-            def feedback_all() -> None:
-                for n in range(args.outcomes):
-                    response = client.post("/feedback", json={"user_id": users[n % len(users)],
+            def feedback(first: int) -> None:
+                sender = app.test_client()
+                for n in range(first, args.outcomes, args.threads):
+                    response = sender.post("/feedback", json={"user_id": users[n % len(users)],
                                                               "experiment": EXPERIMENT, "outcome": n % 3 == 0})
                     assert response.status_code == 202, response.get_data(as_text=True)
+
+            def feedback_all() -> None:
+                with folding(Database(settings), args.fold_every):
+                    with ThreadPoolExecutor(args.threads) as pool:
+                        list(pool.map(feedback, range(args.threads)))
 
             print(f"MariaDB table statistics, database {settings.database}; {args.users:,} users, "
                   f"{args.outcomes:,} outcomes\n")
             phase(stats, settings.user, "POST /predict, new user", args.users, predict_all)
             phase(stats, settings.user, "POST /predict, returning user", args.users, predict_all)
-            phase(stats, settings.user, "POST /feedback", args.outcomes, feedback_all)
+            label = f"POST /feedback, {args.threads} thread{'s' * (args.threads > 1)}"
+            label += f", fold every {args.fold_every:g} s" if args.fold_every else ""
+            phase(stats, settings.user, label, args.outcomes, feedback_all)
             print()
             for table in STORED_TABLES:
                 rows, per_row = stats.bytes_per_row(table)

@@ -62,6 +62,7 @@ class Config:
     default_experiment: str
     config_refresh_seconds: float
     verdict_check_seconds: float
+    results_fold_seconds: float  # 0: no background folds (each results read still folds first)
     definitions_snapshot_path: Path
     admin_token: str  # "" when the admin API is off (ADMIN_TOKEN=disabled, or empty with none generated)
     user_hash_key: str  # "" until one is set or generated; the gateway refuses to start without one
@@ -147,6 +148,7 @@ def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Con
         default_experiment=get.str("DEFAULT_EXPERIMENT"),
         config_refresh_seconds=get.float("CONFIG_REFRESH_SECONDS"),
         verdict_check_seconds=get.float("VERDICT_CHECK_SECONDS"),
+        results_fold_seconds=get.float("RESULTS_FOLD_SECONDS"),
         definitions_snapshot_path=get.path("DEFINITIONS_SNAPSHOT_PATH"),
         admin_token=_admin_token(get.str("ADMIN_TOKEN", allow_empty=True)),
         user_hash_key=get.str("USER_HASH_KEY", allow_empty=True),

@@ -29,6 +29,7 @@ from ml_api.infra.request_ids import RequestDirectory
 from ml_api.infra.spool import Spool, deliver_spool
 from ml_api.rollout.changes import RolloutRepository
 from ml_api.results.document import stopped_variations
+from ml_api.results.fold import fold_running
 from ml_api.rollout.engine import Rollout
 from ml_api.rollout.shadow import ShadowMirror
 from ml_api.serving.models import ModelRegistry
@@ -63,6 +64,7 @@ class Services:
     users: UserPseudonyms  # user.hash in events: keyed by USER_HASH_KEY
     request_stats: RequestStats
     rollout: Rollout  # shadow mirroring, ramps and guardrail pauses of this worker
+    results_fold: PeriodicTask | None  # folds new outcomes into the results' sums (None: RESULTS_FOLD_SECONDS=0)
 
     def start(self) -> None:
         """Start every background thread of this worker (idempotent)."""
@@ -72,6 +74,8 @@ class Services:
         self.request_stats.start()
         self.requests.writer.ensure_started()
         self.rollout.start()
+        if self.results_fold:
+            self.results_fold.ensure_started()
 
     def stop(self) -> None:
         """End every background thread and write what it holds; each step survives the others' failures.
@@ -79,7 +83,8 @@ class Services:
         The rollout first (its last shadow predictions still emit events), then the events, the
         request ids, the Prometheus samples, and the request counts (monitoring data: lost if
         MySQL is away; the records themselves are spooled)."""
-        for step in (self.rollout.close, self.spool_delivery.stop, self.metrics_writer.stop,
+        folder = [self.results_fold.stop] if self.results_fold else []
+        for step in (self.rollout.close, *folder, self.spool_delivery.stop, self.metrics_writer.stop,
                      self.requests.writer.stop, self.request_stats.stop, self.events.close, self.requests.flush,
                      SAMPLES.apply, self.request_stats.flush, self.db.close):
             try:
@@ -130,6 +135,8 @@ def build_services(config: Config) -> Services:
             stopped_variations=partial(stopped_variations, db, experiments=experiments),
             verdict_interval_seconds=config.verdict_check_seconds,
         ),
+        results_fold=PeriodicTask("results-fold", partial(fold_running, db), config.results_fold_seconds)
+        if config.results_fold_seconds > 0 else None,
     )
 
 

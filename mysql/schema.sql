@@ -128,20 +128,42 @@ DEALLOCATE PREPARE add_outcome_metric;
 -- Per user and metric with outcomes: how many, their sum, and when the first positive one
 -- was recorded (the moment the user converted on that metric; NULL if none was positive).
 -- Users without outcomes have no row (they count as 0), so the table grows with the users
--- who sent feedback, not with the exposures. ix_metric_users_total serves the capping
--- quantile (the k-th largest per-user sum) as an index walk.
+-- who sent feedback, not with the exposures.
+-- The folded_* columns are what the results' summary tables (below) have counted of the
+-- row: its total and conversion as of the last fold (ml_api/results/fold.py), NULL if it
+-- was never counted. dirty = 1: the row changed since (a new row, or a trigger below);
+-- ix_metric_users_dirty lets the folder find those rows without scanning the others.
+-- ix_metric_users_folded serves the capping quantile (the k-th largest counted per-user
+-- sum) and the users above a cap as index walks.
 CREATE TABLE IF NOT EXISTS metric_users (
-    experiment_id INT UNSIGNED NOT NULL,
-    metric        VARCHAR(64)  NOT NULL,
-    variant       VARCHAR(64)  NOT NULL,
-    user_id       VARCHAR(128) NOT NULL,
-    outcomes      INT UNSIGNED NOT NULL,
-    total         DOUBLE       NOT NULL,
-    converted_at  TIMESTAMP(3) NULL DEFAULT NULL,
+    experiment_id       INT UNSIGNED NOT NULL,
+    metric              VARCHAR(64)  NOT NULL,
+    variant             VARCHAR(64)  NOT NULL,
+    user_id             VARCHAR(128) NOT NULL,
+    outcomes            INT UNSIGNED NOT NULL,
+    total               DOUBLE       NOT NULL,
+    converted_at        TIMESTAMP(3) NULL DEFAULT NULL,
+    folded_total        DOUBLE       NULL DEFAULT NULL,
+    folded_converted_at TIMESTAMP(3) NULL DEFAULT NULL,
+    dirty               TINYINT      NOT NULL DEFAULT 1,
     PRIMARY KEY (experiment_id, metric, variant, user_id),
-    KEY ix_metric_users_total (experiment_id, metric, total),
+    KEY ix_metric_users_dirty (experiment_id, dirty),
+    KEY ix_metric_users_folded (experiment_id, metric, folded_total),
     CONSTRAINT fk_metric_users_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Upgrade: per-user rows from before the folds get the columns, every row dirty (nothing
+-- counted yet), and the index on the counted total replaces the one on the live total.
+SET @fold_metric_users = IF((SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE()
+    AND table_name = 'metric_users' AND column_name = 'dirty') = 0,
+    'ALTER TABLE metric_users ADD COLUMN folded_total DOUBLE NULL DEFAULT NULL,
+        ADD COLUMN folded_converted_at TIMESTAMP(3) NULL DEFAULT NULL, ADD COLUMN dirty TINYINT NOT NULL DEFAULT 1,
+        ADD KEY ix_metric_users_dirty (experiment_id, dirty),
+        ADD KEY ix_metric_users_folded (experiment_id, metric, folded_total), DROP KEY ix_metric_users_total',
+    'DO 0');
+PREPARE fold_metric_users FROM @fold_metric_users;
+EXECUTE fold_metric_users;
+DEALLOCATE PREPARE fold_metric_users;
 
 -- Upgrade from the single-outcome summary (outcome_users, one row per user): its trigger
 -- goes first, so no outcome is summed twice; then the per-metric rows are built once from
@@ -161,6 +183,13 @@ CREATE TRIGGER IF NOT EXISTS outcomes_sum_per_metric_user AFTER INSERT ON outcom
     ON DUPLICATE KEY UPDATE outcomes = outcomes + 1, total = total + VALUES(total),
         converted_at = COALESCE(LEAST(converted_at, VALUES(converted_at)), converted_at, VALUES(converted_at));
 
+-- A change of what the results count marks the row for the next fold; the folder's own
+-- update (folded_* and dirty only) leaves it clean. A BEFORE UPDATE trigger of the row
+-- itself rather than a change to the trigger above: an existing trigger cannot be replaced
+-- without a moment when outcomes go unsummed (no CREATE OR REPLACE TRIGGER on MySQL 8).
+CREATE TRIGGER IF NOT EXISTS metric_users_mark_dirty BEFORE UPDATE ON metric_users FOR EACH ROW
+    SET NEW.dirty = NEW.dirty OR NOT (NEW.total <=> OLD.total AND NEW.converted_at <=> OLD.converted_at);
+
 -- CUPED covariates (POST /covariates): one pre-experiment value per user, experiment and
 -- covariate name, accepted only while the user has no exposure in the experiment (a value
 -- seen after the treatment could carry its effect). Exposed users without one count as 0.
@@ -173,16 +202,151 @@ CREATE TABLE IF NOT EXISTS metric_covariates (
     value         DOUBLE       NOT NULL,
     recorded_at   TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
     variant       VARCHAR(64)  NULL DEFAULT NULL,
+    -- As in metric_users: the value and variant the summaries counted (NULL value: none), and
+    -- whether the row changed since.
+    folded_value   DOUBLE      NULL DEFAULT NULL,
+    folded_variant VARCHAR(64) NULL DEFAULT NULL,
+    dirty          TINYINT     NOT NULL DEFAULT 1,
     PRIMARY KEY (experiment_id, covariate, user_id),
     KEY ix_metric_covariates_user (experiment_id, user_id),
+    KEY ix_metric_covariates_dirty (experiment_id, dirty),
     CONSTRAINT fk_metric_covariates_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+SET @fold_metric_covariates = IF((SELECT COUNT(*) FROM information_schema.columns
+    WHERE table_schema = DATABASE() AND table_name = 'metric_covariates' AND column_name = 'dirty') = 0,
+    'ALTER TABLE metric_covariates ADD COLUMN folded_value DOUBLE NULL DEFAULT NULL,
+        ADD COLUMN folded_variant VARCHAR(64) NULL DEFAULT NULL, ADD COLUMN dirty TINYINT NOT NULL DEFAULT 1,
+        ADD KEY ix_metric_covariates_dirty (experiment_id, dirty)',
+    'DO 0');
+PREPARE fold_metric_covariates FROM @fold_metric_covariates;
+EXECUTE fold_metric_covariates;
+DEALLOCATE PREPARE fold_metric_covariates;
+
+-- A new value (POST /covariates before the exposure) or the variant set at the exposure.
+CREATE TRIGGER IF NOT EXISTS metric_covariates_mark_dirty BEFORE UPDATE ON metric_covariates FOR EACH ROW
+    SET NEW.dirty = NEW.dirty OR NOT (NEW.value <=> OLD.value AND NEW.variant <=> OLD.variant);
 
 -- A first exposure marks the user's covariate values with the variant (one index probe,
 -- which finds nothing for the users without covariates).
 CREATE TRIGGER IF NOT EXISTS assignments_mark_covariates AFTER INSERT ON assignments FOR EACH ROW
     UPDATE metric_covariates SET variant = NEW.variant
     WHERE experiment_id = NEW.experiment_id AND user_id = NEW.user_id;
+
+-- The results' sums over the counted (folded_*) columns of metric_users and
+-- metric_covariates, per variant, so a results read needs no scan of every user with
+-- outcomes. Only the folder (ml_api/results/fold.py) writes them, one experiment at a
+-- time, in the same transaction as the folded_* columns it sets: the outcome path never
+-- touches them. Counts and sums go up and down as users' rows change (new - old).
+
+-- Upgrade from a database that ran the trigger-kept, sharded sums of an earlier version:
+-- their triggers go (they would lock these rows in every outcome's transaction), and the
+-- tables with them, rebuilt below unsharded and filled by the first fold.
+DROP TRIGGER IF EXISTS metric_users_add_totals;
+DROP TRIGGER IF EXISTS metric_users_change_totals;
+DROP TRIGGER IF EXISTS metric_users_add_conversion;
+DROP TRIGGER IF EXISTS metric_users_unmove_conversion;
+DROP TRIGGER IF EXISTS metric_users_move_conversion;
+DROP TRIGGER IF EXISTS metric_users_add_pairs;
+DROP TRIGGER IF EXISTS metric_users_change_pairs;
+DROP TRIGGER IF EXISTS metric_users_add_covariate_cross;
+DROP TRIGGER IF EXISTS metric_users_change_covariate_cross;
+DROP TRIGGER IF EXISTS metric_covariates_add_cross;
+DROP TRIGGER IF EXISTS metric_covariates_change_cross;
+DROP TRIGGER IF EXISTS metric_covariates_add_totals;
+DROP TRIGGER IF EXISTS metric_covariates_change_totals;
+DROP TRIGGER IF EXISTS metric_covariates_remove_totals;
+SET @drop_sharded_sums = IF((SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE()
+    AND table_name = 'metric_totals' AND column_name = 'shard') = 0, 'DO 0',
+    'DROP TABLE IF EXISTS metric_totals, metric_conversions, metric_pair_totals, metric_covariate_totals,
+        metric_covariate_cross');
+PREPARE drop_sharded_sums FROM @drop_sharded_sums;
+EXECUTE drop_sharded_sums;
+DEALLOCATE PREPARE drop_sharded_sums;
+
+-- Per feedback metric: users with outcomes, how many have a positive or a negative total,
+-- Σ and Σ² of the per-user totals (a conversion's, an uncapped mean's, a ratio's own sums).
+CREATE TABLE IF NOT EXISTS metric_totals (
+    experiment_id    INT UNSIGNED NOT NULL,
+    metric           VARCHAR(64)  NOT NULL,
+    variant          VARCHAR(64)  NOT NULL,
+    users            BIGINT       NOT NULL,
+    positive         BIGINT       NOT NULL,
+    negative         BIGINT       NOT NULL,
+    total            DOUBLE       NOT NULL,
+    total_of_squares DOUBLE       NOT NULL,
+    PRIMARY KEY (experiment_id, metric, variant),
+    CONSTRAINT fk_metric_totals_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Users who converted per feedback metric, variant and hour of converted_at (Unix time
+-- DIV 3600): the conversion timeline. An earlier positive outcome (a spool replay) moves a
+-- user to an earlier hour, so a count can fall to 0; such rows are not read.
+CREATE TABLE IF NOT EXISTS metric_conversions (
+    experiment_id INT UNSIGNED NOT NULL,
+    metric        VARCHAR(64)  NOT NULL,
+    variant       VARCHAR(64)  NOT NULL,
+    hour          INT UNSIGNED NOT NULL,
+    users         BIGINT       NOT NULL,
+    PRIMARY KEY (experiment_id, metric, variant, hour),
+    CONSTRAINT fk_metric_conversions_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- A ratio's Σxy: per pair of feedback metrics (metric_a < metric_b), Σ total_a * total_b
+-- over the users with both in the same variant.
+CREATE TABLE IF NOT EXISTS metric_pair_totals (
+    experiment_id INT UNSIGNED NOT NULL,
+    metric_a      VARCHAR(64)  NOT NULL,
+    metric_b      VARCHAR(64)  NOT NULL,
+    variant       VARCHAR(64)  NOT NULL,
+    total         DOUBLE       NOT NULL,
+    PRIMARY KEY (experiment_id, metric_a, metric_b, variant),
+    CONSTRAINT fk_metric_pair_totals_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- A covariate's users, Σx and Σx² over the exposed users with a value (those with a variant).
+CREATE TABLE IF NOT EXISTS metric_covariate_totals (
+    experiment_id    INT UNSIGNED NOT NULL,
+    covariate        VARCHAR(64)  NOT NULL,
+    variant          VARCHAR(64)  NOT NULL,
+    users            BIGINT       NOT NULL,
+    total            DOUBLE       NOT NULL,
+    total_of_squares DOUBLE       NOT NULL,
+    PRIMARY KEY (experiment_id, covariate, variant),
+    CONSTRAINT fk_metric_covariate_totals_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Per feedback metric and covariate, over the users with both (variant: the metric row's):
+-- users, Σx, Σx·total and Σx·(total > 0), the CUPED cross sums.
+CREATE TABLE IF NOT EXISTS metric_covariate_cross (
+    experiment_id   INT UNSIGNED NOT NULL,
+    metric          VARCHAR(64)  NOT NULL,
+    covariate       VARCHAR(64)  NOT NULL,
+    variant         VARCHAR(64)  NOT NULL,
+    users           BIGINT       NOT NULL,
+    covariate_total DOUBLE       NOT NULL,
+    cross_total     DOUBLE       NOT NULL,
+    cross_positive  DOUBLE       NOT NULL,
+    PRIMARY KEY (experiment_id, metric, covariate, variant),
+    CONSTRAINT fk_metric_covariate_cross_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Per user with both: their counted total on a feedback metric (variant: the metric row's)
+-- and their counted covariate value. A capped metric with CUPED takes Σ x·(total - cap) over
+-- the users above the cap off its cross sums: a range of ix_metric_covariate_users_total,
+-- rather than a look-up of each such user's covariate value.
+CREATE TABLE IF NOT EXISTS metric_covariate_users (
+    experiment_id INT UNSIGNED NOT NULL,
+    metric        VARCHAR(64)  NOT NULL,
+    covariate     VARCHAR(64)  NOT NULL,
+    variant       VARCHAR(64)  NOT NULL,
+    user_id       VARCHAR(128) NOT NULL,
+    total         DOUBLE       NOT NULL,
+    value         DOUBLE       NOT NULL,
+    PRIMARY KEY (experiment_id, metric, covariate, variant, user_id),
+    KEY ix_metric_covariate_users_total (experiment_id, metric, covariate, total, value),
+    CONSTRAINT fk_metric_covariate_users_experiment FOREIGN KEY (experiment_id) REFERENCES experiments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- The metrics an experiment declares (ml_api/experiments/metrics.py) as JSON: primary,
 -- secondary and guardrail metrics. No row: the default metric `outcome`.

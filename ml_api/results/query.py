@@ -1,12 +1,16 @@
 """An experiment's record summed up in MySQL: the few numbers the statistics need, never raw rows.
 
-The queries read summary tables that mysql/schema.sql keeps in step with the raw rows in
-the same transaction: ``exposure_counts`` (new users per hour), ``metric_users`` (one row
-per user and metric with outcomes) and ``request_totals`` (requests per latency bucket);
-each declared metric's sums come from ``metric_sums``. Each is a
-GROUP BY on the prefix (``experiment_id``, ``variant``) of its primary key that returns a
-few hundred rows at most; the largest scan is one row per user with an outcome. All run
-in one consistent snapshot, so conversions never outnumber the exposures they belong to.
+The queries read summary tables: ``exposure_counts`` (new users per hour) and
+``request_totals`` (requests per latency bucket), which triggers keep in step with the raw
+rows, and ``metric_totals`` and ``metric_conversions`` (per feedback metric: sums of the
+per-user totals, and users who converted per hour), which the folder keeps
+(``results.fold``); each declared metric's sums come from ``metric_sums``. Each is a GROUP
+BY on a prefix of its primary key that returns a few hundred rows at most; the per-user
+scans left are the few that sums cannot replace (``metric_sums``).
+
+The read first folds the experiment, so the sums take in every outcome committed before
+it starts; then everything is read in one consistent snapshot, so conversions (counted at
+the fold) never outnumber the exposures (counted at the snapshot, a moment later).
 """
 
 import json
@@ -22,7 +26,8 @@ from ml_api.experiments.metrics import DEFAULT_METRICS, MetricSet, read_metrics
 from ml_api.experiments.plans import Plan, read_plan
 from ml_api.experiments.verdicts import RecordedVerdict, read_verdicts
 from ml_api.infra.database import Database
-from ml_api.results.metric_sums import MetricSums, fetch_metric_sums
+from ml_api.results.fold import fold
+from ml_api.results.metric_sums import MetricSums, fetch_feedback_totals, fetch_metric_sums
 from ml_api.telemetry.request_stats import RequestSums
 
 # Timeline granularity: the finer of these giving at most MAX_TIMELINE_POINTS over the span
@@ -31,6 +36,7 @@ BUCKET_SECONDS = (3600, 86400)
 MAX_TIMELINE_POINTS = 200
 
 EXPERIMENT = "SELECT id, name, status, default_variant, guardrails FROM experiments WHERE name = %s"
+EXPERIMENT_ID = "SELECT id FROM experiments WHERE name = %s"
 VARIANTS = "SELECT name, weight, model_name FROM variants WHERE experiment_id = %s ORDER BY position"
 # Both ends of ix_assignments_variant: two index look-ups per variant.
 EXPOSURE_SPAN = "SELECT MIN(assigned_at), MAX(assigned_at) FROM assignments WHERE experiment_id = %s AND variant = %s"
@@ -38,10 +44,10 @@ EXPOSURES = (
     "SELECT variant, hour DIV %s AS bucket, SUM(users) FROM exposure_counts"
     " WHERE experiment_id = %s GROUP BY variant, bucket"
 )
-# Per variant and bucket of the moment users converted (NULL: never converted), on one feedback metric.
-OUTCOMES = (
-    "SELECT variant, UNIX_TIMESTAMP(converted_at) DIV %s AS bucket, COUNT(*), SUM(total), SUM(total * total)"
-    " FROM metric_users WHERE experiment_id = %s AND metric = %s GROUP BY variant, bucket"
+# Users who converted on one feedback metric, per variant and bucket of the moment they converted.
+CONVERSIONS = (
+    "SELECT variant, hour DIV %s AS bucket, SUM(users) FROM metric_conversions"
+    " WHERE experiment_id = %s AND metric = %s GROUP BY variant, bucket HAVING SUM(users) <> 0"
 )
 REQUESTS = (
     "SELECT variant, latency_bucket, requests, errors, fallbacks FROM request_totals WHERE experiment_id = %s"
@@ -108,6 +114,9 @@ class Aggregates:
 
 def fetch_aggregates(db: Database, name: str) -> Aggregates:
     """Sum up the record of experiment ``name`` (UnknownExperiment when there is none)."""
+    experiment_id = _experiment_id(db, name)
+    if experiment_id is not None:
+        fold(db, experiment_id)
     with db.connection() as conn:
         conn.start_transaction(consistent_snapshot=True)
         try:
@@ -182,17 +191,21 @@ def _outcomes(cursor, experiment_id: int, width: int,
               metric: str) -> tuple[dict[str, dict[int, int]], dict[str, OutcomeSums]]:
     """Users who converted on ``metric`` per variant and time bucket, and per-variant sums of per-user totals."""
     new_conversions: dict[str, dict[int, int]] = defaultdict(dict)
-    outcomes: dict[str, OutcomeSums] = defaultdict(OutcomeSums)
-    cursor.execute(OUTCOMES, (width, experiment_id, metric))
-    for variant, bucket, users, total, total_of_squares in cursor.fetchall():
-        sums = outcomes[variant]
-        sums.users += int(users)
-        sums.total += float(total)
-        sums.total_of_squares += float(total_of_squares)
-        if bucket is not None:
-            sums.conversions += int(users)
-            new_conversions[variant][int(bucket) * width] = int(users)
-    return dict(new_conversions), dict(outcomes)
+    outcomes = {variant: OutcomeSums(t.users, 0, t.total, t.total_of_squares)
+                for variant, t in fetch_feedback_totals(cursor, experiment_id, metric).items()}
+    cursor.execute(CONVERSIONS, (width // 3600, experiment_id, metric))
+    for variant, bucket, users in cursor.fetchall():
+        outcomes.setdefault(variant, OutcomeSums()).conversions += int(users)
+        new_conversions[variant][int(bucket) * width] = int(users)
+    return dict(new_conversions), outcomes
+
+
+def _experiment_id(db: Database, name: str) -> int | None:
+    with db.connection() as conn:
+        cursor = conn.cursor()
+        cursor.execute(EXPERIMENT_ID, (name,))
+        row = cursor.fetchone()
+    return int(row[0]) if row else None
 
 
 def _experiment(cursor, name: str) -> ExperimentInfo:

@@ -1,10 +1,11 @@
 """Every periodic task of a worker runs under both worker classes (under gevent its threads are
 greenlets of the worker's loop): the event shipper, the request-id writer, the Prometheus
-sample writer and the request-statistics flusher each deliver what requests queued. The spool
-delivery is held by test_degradation, the model pool by test_model_budget."""
+sample writer, the request-statistics flusher and the results folder each deliver what requests
+queued. The spool delivery is held by test_degradation, the model pool by test_model_budget."""
 
 from pathlib import Path
 
+from ml_api.results.fold import dirty_rows
 from tests.conftest import BOTH_WORKER_CLASSES, read_events, request_id
 from tests.waiting import wait_until
 
@@ -38,3 +39,12 @@ def test_each_periodic_task_delivers_what_requests_queued(gateway, db, repo, mak
     experiment_id = repo.get(experiment).id
     wait_until(lambda: counted_requests(db, experiment_id) >= REQUESTS,
                message="the request-statistics flusher wrote the counts to MySQL")
+    wait_until(lambda: folded_outcome_users(db, experiment_id) == 1 and dirty_rows(db, experiment_id) == 0,
+               message="the results folder counted the outcome in the results' sums")
+
+
+def folded_outcome_users(db, experiment_id: int) -> int:
+    with db.connection() as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT COALESCE(SUM(users), 0) FROM metric_totals WHERE experiment_id = %s", (experiment_id,))
+        return int(cursor.fetchone()[0])

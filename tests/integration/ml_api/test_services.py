@@ -5,7 +5,7 @@ import threading
 from tests.waiting import wait_until
 
 WORKER_THREADS = {"event-shipper", "spool-delivery", "metrics-writer", "request-stats-flusher", "request-ids",
-                  "rollout"}
+                  "rollout", "results-fold"}
 
 
 def test_building_an_app_starts_nothing_start_starts_every_thread_and_stop_ends_them(make_app):

@@ -11,6 +11,7 @@ from ml_api.experiments.covariates import record_covariates
 from ml_api.experiments.metrics import parse_metrics
 from ml_api.experiments.records import Recorder
 from ml_api.infra.spool import Spool
+from ml_api.results.fold import fold
 from ml_api.results.metric_sums import fetch_metric_sums
 from ml_api.results.query import fetch_aggregates
 
@@ -132,6 +133,7 @@ def test_a_quantile_cap_is_numpys_inverted_cdf_over_every_exposed_user(db, recor
         if i % 4 == 0:
             values[user] = float(i - 40)
             post(recorder, experiment, user, VARIANTS[i % 2], "m", values[user])
+    fold(db, experiment.id)  # the sums read what was folded (fetch_aggregates folds first)
     with db.connection() as conn:
         cursor = conn.cursor()
         sums = fetch_metric_sums(cursor, experiment.id, metrics, {"control": 51, "variation": 50})
