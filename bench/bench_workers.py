@@ -2,8 +2,8 @@
 
     PYTHONPATH=. python bench/bench_gateway.py --workers-only [--duration 5] [--rounds 3]   # also in `make bench`
 
-For each demo model (iris: LogisticRegression on a list; churn: the LogisticRegression
-pipeline on named features) and each GUNICORN_WORKER_CLASS, two servers run at once: the
+For each demo model (iris: LogisticRegression and RandomForest on a list; churn: the
+LogisticRegression pipeline on named features) and each GUNICORN_WORKER_CLASS, two servers run at once: the
 gateway as `make run` serves it (nginx ▶ gunicorn on a unix socket) and the bare Flask
 baseline (``bench/baseline_app.py``) on gunicorn with no proxy, under the same worker class.
 All four of a model are driven by wrk in interleaved rounds, order alternating, so drift on
@@ -39,7 +39,8 @@ from ml_api.config import WORKER_CLASSES
 from scripts import nginx_conf
 from tests.nginx_server import running_nginx
 
-MODELS = {"logreg": ("iris LogisticRegression", FEATURES), NAMED_MODEL: ("churn pipeline (named)", CUSTOMER)}
+MODELS = {"logreg": ("iris LogisticRegression", FEATURES), "forest": ("iris RandomForest", FEATURES),
+          NAMED_MODEL: ("churn pipeline (named)", CUSTOMER)}
 CONNECTIONS = 32
 PACED_RATE = 1000.0
 TARGET_P99_MS = 10.0
