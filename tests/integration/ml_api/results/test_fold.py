@@ -47,14 +47,6 @@ DECLARATION = {
 }
 
 
-@pytest.fixture
-def recorder(db, tmp_path):
-    return Recorder(db, Spool(tmp_path / "spool.db"))
-
-
-@pytest.fixture
-def experiment(repo, make_experiment):
-    return repo.get(make_experiment(metrics=DECLARATION))
 
 
 def rows(db, sql: str, *args) -> list[tuple]:

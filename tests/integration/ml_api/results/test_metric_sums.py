@@ -9,8 +9,6 @@ import pytest
 
 from ml_api.experiments.covariates import record_covariates
 from ml_api.experiments.metrics import parse_metrics
-from ml_api.experiments.records import Recorder
-from ml_api.infra.spool import Spool
 from ml_api.results.fold import fold
 from ml_api.results.metric_sums import fetch_metric_sums
 from ml_api.results.query import fetch_aggregates
@@ -30,14 +28,6 @@ DECLARATION = {
 }
 
 
-@pytest.fixture
-def recorder(db, tmp_path):
-    return Recorder(db, Spool(tmp_path / "spool.db"))
-
-
-@pytest.fixture
-def experiment(repo, make_experiment):
-    return repo.get(make_experiment(metrics=DECLARATION))
 
 
 def post(recorder, experiment, user: str, variant: str, metric: str, value: float) -> None:

@@ -5,21 +5,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from ml_api.experiments.records import Recorder
-from ml_api.infra.spool import Spool
 from ml_api.results.query import bucket_seconds, fetch_aggregates
 
 T0 = datetime(2024, 5, 1, 12, 0)
 
 
-@pytest.fixture
-def experiment(repo, make_experiment):
-    return repo.get(make_experiment())
-
-
-@pytest.fixture
-def recorder(db, tmp_path):
-    return Recorder(db, Spool(tmp_path / "spool.db"))
 
 
 def query(db, sql: str, *args) -> list[tuple]:
