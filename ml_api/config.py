@@ -10,6 +10,7 @@ gunicorn.conf.py); and the official nginx image in docker-compose.yml, which fil
 nginx/gateway.conf.template from api.env itself.
 """
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,15 +147,15 @@ def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Con
         proxy_upstreams=get.binds("PROXY_UPSTREAMS"),
         service_version=get.str("SERVICE_VERSION"),
         default_experiment=get.str("DEFAULT_EXPERIMENT"),
-        config_refresh_seconds=get.float("CONFIG_REFRESH_SECONDS"),
-        verdict_check_seconds=get.float("VERDICT_CHECK_SECONDS"),
-        results_fold_seconds=get.float("RESULTS_FOLD_SECONDS"),
+        config_refresh_seconds=get.duration("CONFIG_REFRESH_SECONDS"),
+        verdict_check_seconds=get.duration("VERDICT_CHECK_SECONDS"),
+        results_fold_seconds=get.duration("RESULTS_FOLD_SECONDS"),
         definitions_snapshot_path=get.path("DEFINITIONS_SNAPSHOT_PATH"),
         admin_token=_admin_token(get.str("ADMIN_TOKEN", allow_empty=True)),
         user_hash_key=get.str("USER_HASH_KEY", allow_empty=True),
         model_dir=get.path("MODEL_DIR"),
         model_files=_model_files(raw),
-        model_timeout_ms=get.float("MODEL_TIMEOUT_MS"),
+        model_timeout_ms=get.duration("MODEL_TIMEOUT_MS"),
         model_state_path=get.path("MODEL_STATE_PATH"),
         skops_trusted_types=get.names("SKOPS_TRUSTED_TYPES"),
         max_body_bytes=get.int("MAX_BODY_BYTES"),
@@ -167,7 +168,7 @@ def load_config(environ: Mapping[str, str], env_file: Path | None = None) -> Con
         redis_url=get.str("REDIS_URL"),
         redis_cluster=get.bool("REDIS_CLUSTER"),
         redis_key_prefix=get.str("REDIS_KEY_PREFIX"),
-        redis_timeout_seconds=get.float("REDIS_TIMEOUT_SECONDS"),
+        redis_timeout_seconds=get.duration("REDIS_TIMEOUT_SECONDS"),
         sticky_store=get.choice("STICKY_STORE", STICKY_STORES),
         sticky_memory_users=get.count("STICKY_MEMORY_USERS"),
         request_id_ttl_seconds=get.int("REQUEST_ID_TTL_SECONDS"),
@@ -244,6 +245,13 @@ class _Reader:
             return float(self.str(name))
         except ValueError:
             raise ConfigError(f"{name} must be a number, got {self._raw[name]!r}") from None
+
+    def duration(self, name: str) -> float:
+        """A time (seconds or milliseconds, as the name says): a finite number, 0 or more."""
+        value = self.float(name)
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{name} must be a finite number, 0 or more, got {self._raw[name]!r}")
+        return value
 
     def choice(self, name: str, allowed: tuple[str, ...]) -> str:
         value = self.str(name).lower()

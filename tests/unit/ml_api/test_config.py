@@ -55,6 +55,10 @@ def test_models_are_added_in_the_file(tmp_path):
     ("API_PORT", "eighty", "API_PORT must be an integer"),
     ("REDIS_CLUSTER", "maybe", "REDIS_CLUSTER must be true or false"),
     ("DEFAULT_EXPERIMENT", "", "DEFAULT_EXPERIMENT must be set"),
+    ("RESULTS_FOLD_SECONDS", "-5", "RESULTS_FOLD_SECONDS must be a finite number, 0 or more"),
+    ("MODEL_TIMEOUT_MS", "nan", "MODEL_TIMEOUT_MS must be a finite number, 0 or more"),
+    ("REDIS_TIMEOUT_SECONDS", "inf", "REDIS_TIMEOUT_SECONDS must be a finite number, 0 or more"),
+    ("CONFIG_REFRESH_SECONDS", "soon", "CONFIG_REFRESH_SECONDS must be a number"),
 ])
 def test_bad_settings_name_the_setting(name, value, message):
     with pytest.raises(ConfigError, match=message):
