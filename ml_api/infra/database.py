@@ -118,17 +118,8 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[MySQLConnectionAbstract]:
         """A connection inside one transaction, committed on success, rolled back on error."""
-        with self.connection() as conn:
-            conn.start_transaction()
-            try:
-                yield conn
-            except BaseException:
-                try:
-                    conn.rollback()
-                except mysql.connector.Error:
-                    pass  # the connection is gone; MySQL rolls the transaction back itself
-                raise
-            conn.commit()
+        with self.connection() as conn, in_transaction(conn):
+            yield conn
 
     def retrying(self, operation: Callable[[], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
         """``operation()`` (which opens its own connection or transaction), run again after a deadlock
@@ -164,6 +155,22 @@ class Database:
             except queue.Empty:
                 return
             self._checkin(conn, healthy=False)
+
+
+@contextmanager
+def in_transaction(conn: MySQLConnectionAbstract, isolation_level: str | None = None) -> Iterator[None]:
+    """One transaction on ``conn`` (already checked out, e.g. holding a named lock): committed on
+    success, rolled back on error."""
+    conn.start_transaction(isolation_level=isolation_level)
+    try:
+        yield
+    except BaseException:
+        try:
+            conn.rollback()
+        except mysql.connector.Error:
+            pass  # the connection is gone; MySQL rolls the transaction back itself
+        raise
+    conn.commit()
 
 
 def schema_statements(path: Path = SCHEMA_FILE) -> list[str]:

@@ -31,7 +31,7 @@ from itertools import combinations
 from mysql.connector.abstracts import MySQLConnectionAbstract
 
 from ml_api.errors import DatabaseUnavailable
-from ml_api.infra.database import Database
+from ml_api.infra.database import Database, in_transaction
 
 # Dirty rows of each table per transaction (so up to twice as many users), whose rows stay locked for its
 # duration: about 0.1 s at ten million exposures on a small machine.
@@ -189,13 +189,8 @@ def _fold_dirty(conn: MySQLConnectionAbstract, experiment_id: int) -> tuple[int,
     users = sorted({user for *_, user in dirty_metrics} | {user for (user,) in dirty_covariates})
     if users:
         # READ COMMITTED: the locking reads take no gap locks, so new users' first rows are not held up.
-        conn.start_transaction(isolation_level="READ COMMITTED")
-        try:
+        with in_transaction(conn, isolation_level="READ COMMITTED"):
             _fold_users(conn, experiment_id, users, {(metric, variant) for metric, variant, _ in dirty_metrics})
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
     return len(users), BATCH_USERS in (len(dirty_metrics), len(dirty_covariates))
 
 
